@@ -1,0 +1,320 @@
+"""The feature pipeline: raw corpora -> speaker-independent TFRecord shards.
+
+    MatchFiles(root/**) per input root
+      -> ParseFile          Utterance | dead letter (skipped, with reason)
+      -> split plan         side input: every (corpus, group) -> train/val/test
+      -> key by shard       stable hash of the path, shard count from the plan
+      -> GroupByKey         (the reshuffle: spreads shards over workers)
+      -> WriteShard         read, decode, window, featurise, write one .tfrecord.gz
+      -> stats.json, manifest.json, dead_letters.jsonl
+
+Shards are written by the worker that owns them, in path order, so feature
+arrays never travel through the shuffle and a rerun writes identical bytes.
+Everything goes to a staging folder first; only a successful run replaces the
+output (see :func:`publish`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from ser_model.config import ConfigError, load_yaml, parse_override
+from ser_model.corpora import CORPORA, CREMAD_DEMOGRAPHICS
+from ser_model.corpora.cremad import parse_demographics
+from ser_model.features import FeatureConfig
+from ser_model.labels import LabelSet, parse_label_table
+from ser_model.splits import SplitConfig
+from pipelines import transforms as T
+from pipelines.options import FeaturesOptions, is_local, print_help, with_local_defaults
+from pipelines.tfrecord_sink import read_bytes, write_text
+
+LOG = logging.getLogger("ser.features")
+MAX_FILE_BYTES = 2 * 1024 ** 3  # beyond any training clip; larger files are dead letters
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a run needs, resolved from configs and flags before the pipeline is built."""
+
+    inputs: tuple[tuple[str | None, str], ...]   # (corpus or None, glob)
+    output: str
+    features: FeatureConfig
+    label_set: LabelSet
+    label_table: object
+    splits: SplitConfig
+    files_per_shard: int
+    gzip_level: int
+
+    def features_json(self) -> dict:
+        return {"format": "ser-features/1", "features": self.features.to_json(),
+                "label_set": self.label_set.to_json(), "splits": self.splits.to_json()}
+
+
+def parse_input(spec: str) -> tuple[str | None, str]:
+    """``[corpus=]root`` -> ``(corpus or None, glob)``; a folder becomes ``folder/**``."""
+    corpus, root = None, spec
+    head, sep, tail = spec.partition("=")
+    if sep and head in CORPORA:
+        corpus, root = head, tail
+    elif sep and "/" not in head:
+        raise ConfigError(f"--input {spec!r}: unknown corpus {head!r}; known: {', '.join(CORPORA)}")
+    if not any(ch in root for ch in "*?["):
+        root = root.rstrip("/") + "/**"
+    return corpus, root
+
+
+def make_job(opts: FeaturesOptions) -> Job:
+    """Load the YAML configs and apply the command-line overrides."""
+    if not opts.input:
+        raise ConfigError("give at least one --input corpus root")
+    if not opts.output:
+        raise ConfigError("give --output, the folder to write the shards to")
+    feature_yaml = load_yaml(opts.features_config)
+    feature_settings = dict(feature_yaml.get("features", {}))
+    for text in opts.overrides:
+        key, value = parse_override(text)
+        feature_settings[key] = value
+    table = parse_label_table(load_yaml(opts.labels_config))
+    output_cfg = feature_yaml.get("output", {})
+    return Job(
+        inputs=tuple(parse_input(s) for s in opts.input),
+        output=opts.output.rstrip("/"),
+        features=FeatureConfig.from_dict(feature_settings),
+        label_set=table.label_set(opts.label_set),
+        label_table=table,
+        splits=SplitConfig.from_dict(feature_yaml.get("splits", {})),
+        files_per_shard=int(opts.files_per_shard or output_cfg.get("files_per_shard", 250)),
+        gzip_level=int(output_cfg.get("gzip_level", 1)),
+    )
+
+
+def _merge_dicts(dicts):
+    merged = {}
+    for d in dicts:
+        merged.update(d)
+    return merged
+
+
+def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
+    """Add the feature pipeline to ``p``, writing every output under ``staging``."""
+    matched = [
+        p | f"Match{i}" >> fileio.MatchFiles(glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+          | f"Tag{i}" >> beam.Map(lambda meta, c=corpus: (c, meta))
+        for i, (corpus, glob) in enumerate(job.inputs)
+    ]
+    files = matched | "AllInputs" >> beam.Flatten()
+
+    parsed = files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set)).with_outputs(
+        T.DEAD, main="utterances")
+    utterances = parsed.utterances
+
+    genders = (files
+               | "Demographics" >> beam.Filter(lambda cm: cm[1].path.endswith("/" + CREMAD_DEMOGRAPHICS))
+               | "ReadDemographics" >> beam.Map(lambda cm: parse_demographics(read_bytes(cm[1].path).decode("utf-8", "replace")))
+               | "AllDemographics" >> beam.combiners.ToList()
+               | "MergeDemographics" >> beam.Map(_merge_dicts))
+
+    plan = (utterances
+            | "GroupOf" >> beam.Map(lambda us: (us[0].corpus, T.group_of(us[0], job.splits)))
+            | "FilesPerGroup" >> beam.combiners.Count.PerElement()
+            | "AllGroups" >> beam.combiners.ToList()
+            | "Plan" >> beam.Map(T.make_plan, job.splits, job.files_per_shard))
+
+    shards = (utterances
+              | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan),
+                                         beam.pvalue.AsSingleton(genders), job.splits)
+              | "GroupShards" >> beam.GroupByKey()
+              | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set,
+                                                         job.gzip_level, MAX_FILE_BYTES))
+              .with_outputs(T.DEAD, T.STATS, main="written"))
+
+    dead = (parsed[T.DEAD], shards[T.DEAD]) | "AllDeadLetters" >> beam.Flatten()
+    (dead
+     | "DeadLetterList" >> beam.combiners.ToList()
+     | "WriteDeadLetters" >> beam.Map(_write_dead_letters, f"{staging}/dead_letters.jsonl"))
+
+    (shards[T.STATS]
+     | "TrainStats" >> beam.CombineGlobally(T.MergeStats(job.features.n_mels, job.features.n_mfcc))
+     | "WriteStats" >> beam.Map(_write_stats, f"{staging}/stats.json"))
+
+    n_matched = files | "CountMatched" >> beam.combiners.Count.Globally()
+    ((shards.written, dead)
+     | "AllOutcomes" >> beam.Flatten()
+     | "CountOutcomes" >> beam.CombineGlobally(T.CountOutcomes(job.splits))
+     | "WriteCounts" >> beam.Map(_write_counts, f"{staging}/counts.json",
+                                 beam.pvalue.AsSingleton(n_matched), job))
+
+
+def _write_dead_letters(rows, path):
+    rows = sorted(rows, key=lambda r: (r["path"], r["stage"]))
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def _write_stats(stats, path):
+    if not stats.count:  # no train split: nothing to normalise with; the trainer says so
+        return
+    write_text(path, json.dumps(stats.to_json(), indent=1))
+
+
+def _write_counts(counter, path, n_matched, job):
+    write_text(path, json.dumps(manifest_from_counts(counter, n_matched, job), indent=1, sort_keys=True))
+
+
+def manifest_from_counts(counter: Counter, n_matched: int, job: Job) -> dict:
+    """Readable counts per corpus, split, label and speaker, and the input balance."""
+    def nest(prefix):
+        out: dict = {}
+        for key, n in sorted(counter.items()):
+            if key[0] != prefix:
+                continue
+            node = out
+            for part in key[1:-1]:
+                node = node.setdefault(part, {})
+            node[key[-1]] = n
+        return out
+
+    totals = {k: counter.get(("total", k), 0) for k in ("written", "skipped", "failed")}
+    groups = nest("group")
+    return {
+        "inputs": n_matched,
+        **totals,
+        "balanced": n_matched == sum(totals.values()),
+        "windows": nest("windows"),
+        "files_per_split": nest("split"),
+        "corpus_split": nest("corpus_split"),
+        "label_split": nest("label_split"),
+        "corpus_label": nest("corpus_label"),
+        "speakers": nest("speaker"),
+        "split_groups": {corpus: {"group_by": job.splits.key_name(corpus),
+                                  **{split: sorted(g for g, s in gs.items() if split in s)
+                                     for split in ("train", "val", "test")}}
+                         for corpus, gs in groups.items()},
+        "reasons": nest("reason"),
+    }
+
+
+def staging_path(output: str) -> str:
+    return f"{output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _files_under(prefix: str) -> list[str]:
+    result = FileSystems.match([prefix + "/**"])[0]
+    return sorted(m.path for m in result.metadata_list)
+
+
+def _delete_tree(prefix: str) -> None:
+    paths = _files_under(prefix)
+    if paths:
+        FileSystems.delete(paths)
+    if FileSystems.exists(prefix):  # the empty local folder itself
+        FileSystems.delete([prefix])
+
+
+def publish(staging: str, output: str, job: Job) -> dict:
+    """Replace ``output`` with the staged run: old files out, new files in, manifest last.
+
+    A failed run never reaches this point, so a previous good output stays whole.
+    ``manifest.json`` is written last and lists every file of the run: readers
+    can trust a folder whose manifest exists.
+    """
+    counts = json.loads(read_bytes(f"{staging}/counts.json"))
+    staged = [p for p in _files_under(staging) if not p.endswith("/counts.json") and ".tmp-" not in p]
+    if FileSystems.exists(output):
+        old = _files_under(output)
+        if old:
+            FileSystems.delete(old)
+    FileSystems.mkdirs(output) if not FileSystems.exists(output) else None
+    targets = [output + p[len(staging):] for p in staged]
+    FileSystems.rename(staged, targets)
+    write_text(f"{output}/features.json", json.dumps(job.features_json(), indent=1))
+    manifest = {**counts, "format": "ser-manifest/1",
+                "files": sorted(t[len(output) + 1:] for t in targets) + ["features.json"]}
+    write_text(f"{output}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    _delete_tree(staging)
+    return manifest
+
+
+def summary_line(m: dict) -> str:
+    return (f"inputs {m['inputs']} = written {m['written']} + skipped {m['skipped']} + "
+            f"failed {m['failed']}" + ("" if m["balanced"] else "  (MISMATCH: files were lost)"))
+
+
+def report(m: dict) -> str:
+    lines = [summary_line(m)]
+    for split in ("train", "val", "test"):
+        per_corpus = {c: s.get(split, 0) for c, s in m["corpus_split"].items()}
+        windows = m["windows"].get(split, 0)
+        lines.append(f"  {split:5s} {m['files_per_split'].get(split, 0):6d} files {windows:6d} windows  "
+                     + " ".join(f"{c}={n}" for c, n in sorted(per_corpus.items())))
+    for (kind, stages) in sorted(m["reasons"].items()):
+        for stage, errors in sorted(stages.items()):
+            for err, n in sorted(errors.items()):
+                lines.append(f"  {kind} at {stage}: {err} x{n}")
+    return "\n".join(lines)
+
+
+def _announce_matches(job: Job) -> None:
+    """Progress before the pipeline starts: how many files each input matched."""
+    for corpus, glob in job.inputs:
+        n = len(FileSystems.match([glob])[0].metadata_list)
+        LOG.info("input %s%s: %d files", f"{corpus}=" if corpus else "", glob, n)
+        if n == 0:
+            LOG.warning("input %s matched no files", glob)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse flags, run the pipeline into a staging folder, publish, print the counts."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help(FeaturesOptions, "ser features", __doc__.split("\n")[0])
+        return 0
+    options = PipelineOptions(argv)
+    try:
+        job = make_job(options.view_as(FeaturesOptions))
+    except (ConfigError, ValueError) as err:
+        print(f"ser features: error: {err}", file=sys.stderr)
+        return 2
+    options = with_local_defaults(options)
+    local = is_local(options)
+    if local:
+        _announce_matches(job)
+    staging = staging_path(job.output)
+    started = time.monotonic()
+    LOG.info("writing to staging %s", staging)
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, job, staging)
+    except BaseException:
+        if local:
+            _delete_tree(staging)
+        raise
+    if getattr(options.view_as(beam.options.pipeline_options.GoogleCloudOptions), "dry_run", False):
+        print("dry run: the job was built, not submitted")
+        return 0
+    manifest = publish(staging, job.output, job)
+    print(report(manifest))
+    print(f"wrote {job.output} in {time.monotonic() - started:.1f} s")
+    return 0 if manifest["balanced"] else 1
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Command-line flags of the pipelines (Beam ``PipelineOptions`` subclasses)."""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
+                                                  StandardOptions)
+
+
+class FeaturesOptions(PipelineOptions):
+    """Flags of ``ser features`` / ``python -m pipelines.features``."""
+
+    # No required=True: Beam parses every registered options class on workers too.
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input", action="append", default=[], metavar="[CORPUS=]ROOT",
+            help="a corpus root folder, glob or URI (local, gs://, s3://); repeatable. "
+                 "Prefix with ravdess=, cremad=, tess= or savee= to force a corpus; "
+                 "otherwise each file's corpus is recognised from its name.")
+        parser.add_argument(
+            "--output", default=None,
+            help="output folder or URI prefix; an earlier run there is replaced when this one succeeds")
+        parser.add_argument("--features_config", default="features",
+                            help="features YAML (default: configs/features.yaml)")
+        parser.add_argument("--labels_config", default="labels",
+                            help="labels YAML (default: configs/labels.yaml)")
+        parser.add_argument("--label_set", default=None,
+                            help="label set from the labels YAML (default: its default_label_set)")
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a feature setting, e.g. --set n_mels=64; repeatable")
+        parser.add_argument("--files_per_shard", type=int, default=None,
+                            help="files per output shard (default: from the features YAML)")
+
+
+def with_local_defaults(options: PipelineOptions) -> PipelineOptions:
+    """Pick a runner that works offline and uses every core when none was named.
+
+    Beam's default runner (and DirectRunner itself, since 2.6x) first tries to
+    download the Prism binary, which fails without internet; the FnApiRunner is
+    what DirectRunner falls back to, so it is named directly, in
+    multi-processing mode with one worker per core.
+    """
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = "FnApiRunner"
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode == "in_memory":
+            direct.direct_running_mode = "multi_processing"
+        if not direct.direct_num_workers:
+            direct.direct_num_workers = os.cpu_count() or 1
+    return options
+
+
+def is_local(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return any(local in name for local in ("Direct", "FnApi", "Prism"))
+
+
+def print_help(options_class, prog: str, description: str) -> None:
+    """``--help`` for our own flags only (Beam's full list runs to hundreds of lines)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        epilog="Any Apache Beam pipeline option is accepted too, e.g. --runner DataflowRunner "
+               "--project P --region R --temp_location gs://B/tmp --setup_file ./setup.py; "
+               "locally the default is DirectRunner using every core.")
+    options_class._add_argparse_args(parser)
+    parser.print_help()

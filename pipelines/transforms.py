@@ -1,0 +1,216 @@
+"""Small DoFns and CombineFns of the feature pipeline.
+
+Each docstring says what the step yields and where its failures go. Failures
+are rows for the dead-letter output (``path, stage, error_type, message``),
+never exceptions that kill the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Iterable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from ser_model import audio
+from ser_model.corpora import Skip, Utterance, parse_path
+from ser_model.extract import examples_for, featurize_bytes
+from ser_model.features import FeatureConfig
+from ser_model.labels import LabelSet, LabelTable
+from ser_model.splits import SplitConfig, assign_splits, group_of, shard_index, shards_for
+from ser_model.stats import FeatureStats
+from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
+
+LOG = logging.getLogger("ser.features")
+DEAD = "dead_letter"
+STATS = "stats"
+
+
+def dead_letter(path: str, stage: str, error_type: str, message: str, kind: str = "failed") -> dict:
+    return {"path": path, "kind": kind, "stage": stage, "error_type": error_type, "message": message}
+
+
+class ParseFile(beam.DoFn):
+    """``(corpus hint, FileMetadata)`` -> ``(Utterance, size in bytes)``.
+
+    Yields to ``dead_letter`` (kind ``skipped``) every path that is not a speech
+    utterance of an emotion in the label set, with the reason.
+    """
+
+    def __init__(self, table: LabelTable, label_set: LabelSet):
+        self.table, self.label_set = table, label_set
+        self.parsed = Metrics.counter("features", "files_parsed")
+        self.skipped = Metrics.counter("features", "files_skipped")
+
+    def process(self, element):
+        corpus, meta = element
+        try:
+            utt = parse_path(meta.path, self.table, corpus)
+            if self.label_set.class_of(utt.label) is None:
+                raise Skip("label-not-in-set", f"{utt.label} is not in label set {self.label_set.name}")
+        except Skip as skip:
+            self.skipped.inc()
+            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(meta.path, "parse", skip.reason,
+                                                             str(skip), kind="skipped"))
+            return
+        self.parsed.inc()
+        yield utt, meta.size_in_bytes
+
+
+def make_plan(group_counts: Iterable[tuple[tuple[str, str], int]], split_cfg: SplitConfig,
+              files_per_shard: int) -> dict:
+    """Split assignment of every (corpus, group) and the number of shards per split."""
+    group_counts = list(group_counts)
+    groups = assign_splits((key for key, _ in group_counts), split_cfg)
+    files = Counter()
+    for key, n in group_counts:
+        files[groups[key]] += n
+    return {"groups": groups, "shards": {s: shards_for(n, files_per_shard) for s, n in files.items()}}
+
+
+def assign_shard(element, plan: dict, genders: dict, split_cfg: SplitConfig):
+    """``(Utterance, size)`` -> ``(shard name, (Utterance with split and gender, size))``."""
+    utt, size = element
+    split = plan["groups"][(utt.corpus, group_of(utt, split_cfg))]
+    if utt.corpus == "cremad" and utt.speaker in genders:
+        utt = utt.with_(gender=genders[utt.speaker])
+    utt = utt.with_(split=split)
+    n = plan["shards"][split]
+    return f"{split}-{shard_index(utt.path, n):05d}-of-{n:05d}", (utt, size)
+
+
+class WriteShard(beam.DoFn):
+    """``(shard name, [(Utterance, size)])`` -> one ``<shard>.tfrecord.gz`` in the staging folder.
+
+    Files are featurised in path order, so a rerun writes identical bytes.
+    Yields one manifest row per written file; ``dead_letter`` a row per file that
+    could not be read or decoded (the shard goes on); ``stats`` the shard's
+    partial feature statistics (train shards only).
+    """
+
+    def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, gzip_level: int,
+                 max_bytes: int):
+        self.staging, self.cfg, self.label_set = staging, cfg, label_set
+        self.gzip_level, self.max_bytes = gzip_level, max_bytes
+        self.written = Metrics.counter("features", "files_written")
+        self.failed = Metrics.counter("features", "files_failed")
+        self.windows = Metrics.counter("features", "windows_written")
+
+    def process(self, element):
+        shard, members = element
+        members = sorted(members, key=lambda m: m[0].path)
+        started = time.monotonic()
+        stats = FeatureStats.empty(self.cfg.n_mels, self.cfg.n_mfcc)
+        writer = TFRecordGzipWriter(f"{self.staging}/{shard}.tfrecord.gz", self.gzip_level)
+        n_ok = 0
+        try:
+            for utt, size in members:
+                result = self._one(utt, size, writer, stats)
+                if isinstance(result, dict):
+                    n_ok += 1
+                    yield result
+                else:
+                    yield beam.pvalue.TaggedOutput(DEAD, result[1])
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        if stats.count:
+            yield beam.pvalue.TaggedOutput(STATS, stats)
+        LOG.info("%s: %d/%d files, %d windows, %.1f s", shard, n_ok, len(members),
+                 writer.records, time.monotonic() - started)
+
+    def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats):
+        stage = "read"
+        try:
+            if self.max_bytes and size > self.max_bytes:
+                raise audio.AudioError("too-large", f"{size} bytes exceeds the {self.max_bytes}-byte limit")
+            data = read_bytes(utt.path)
+            stage = "decode"
+            windows, duration = featurize_bytes(data, self.cfg)
+        except audio.AudioError as err:
+            self.failed.inc()
+            return ("dead", dead_letter(utt.path, stage, err.kind, str(err)))
+        except Exception as err:  # an unexpected error in one file must not end the run
+            self.failed.inc()
+            return ("dead", dead_letter(utt.path, stage, type(err).__name__, str(err)))
+        label = self.label_set.class_of(utt.label)
+        for record in examples_for(utt, self.label_set.classes.index(label), label, windows, duration):
+            writer.write(record)
+        if utt.split == "train":
+            for w in windows:
+                stats.add(w.logmel, w.mfcc)
+        self.written.inc()
+        self.windows.inc(len(windows))
+        return {**utt.to_dict(), "status": "written", "n_windows": len(windows)}
+
+
+class MergeStats(beam.CombineFn):
+    """Sums per-shard :class:`FeatureStats` into the train split's statistics."""
+
+    def __init__(self, n_mels: int, n_mfcc: int):
+        self.n_mels, self.n_mfcc = n_mels, n_mfcc
+
+    def create_accumulator(self):
+        return FeatureStats.empty(self.n_mels, self.n_mfcc)
+
+    def add_input(self, acc, stats):
+        return acc.merge(stats)
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        total = accs[0]
+        for acc in accs[1:]:
+            total = total.merge(acc)
+        return total
+
+    def extract_output(self, acc):
+        return acc
+
+
+def count_row(row: dict, group_key) -> Counter:
+    """The manifest counters one outcome row contributes to."""
+    c = Counter()
+    status = row.get("status") or row["kind"]  # written | skipped | failed
+    c[("total", status)] += 1
+    if status == "written":
+        split, corpus = row["split"], row["corpus"]
+        c[("windows", split)] += row["n_windows"]
+        c[("split", split)] += 1
+        c[("corpus_split", corpus, split)] += 1
+        c[("label_split", row["label"], split)] += 1
+        c[("corpus_label", corpus, row["label"])] += 1
+        c[("speaker", corpus, row["speaker"], row["gender"], split)] += 1
+        c[("group", corpus, group_key(row), split)] += 1
+    else:
+        c[("reason", status, row["stage"], row["error_type"])] += 1
+    return c
+
+
+class CountOutcomes(beam.CombineFn):
+    """Counts outcome rows (written files and dead letters) into manifest counters."""
+
+    def __init__(self, split_cfg: SplitConfig):
+        self.split_cfg = split_cfg
+
+    def _group(self, row):
+        return group_of(Utterance(**{k: row[k] for k in Utterance.__dataclass_fields__}), self.split_cfg)
+
+    def create_accumulator(self):
+        return Counter()
+
+    def add_input(self, acc, row):
+        acc.update(count_row(row, self._group))
+        return acc
+
+    def merge_accumulators(self, accs):
+        total = Counter()
+        for acc in accs:
+            total.update(acc)
+        return total
+
+    def extract_output(self, acc):
+        return acc

@@ -1,0 +1,34 @@
+"""The ``ser`` command: one entry point for every stage.
+
+    ser features --input CORPUS_ROOT --output DIR     corpora -> TFRecord shards (Beam)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMANDS = {
+    "features": ("pipelines.features", "run",
+                 "corpora -> speaker-independent TFRecord shards (Apache Beam)"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="ser", description="Speech emotion recognition at archive scale.",
+        epilog="Run 'ser COMMAND --help' for a command's flags.")
+    parser.add_argument("command", choices=sorted(COMMANDS),
+                        help="; ".join(f"{k}: {v[2]}" for k, v in COMMANDS.items()))
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        sys.exit(0 if argv else 2)
+    args = parser.parse_args(argv[:1])
+    module_name, func_name, _ = COMMANDS[args.command]
+    module = __import__(module_name, fromlist=[func_name])
+    sys.exit(getattr(module, func_name)(argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
