@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from ser_model.config import ConfigError, load_yaml, parse_override
 from ser_model.corpora import CORPORA, CREMAD_DEMOGRAPHICS
@@ -303,7 +303,7 @@ def run(argv: list[str] | None = None) -> int:
         if local:
             _delete_tree(staging)
         raise
-    if getattr(options.view_as(beam.options.pipeline_options.GoogleCloudOptions), "dry_run", False):
+    if options.view_as(TestOptions).dry_run:
         print("dry run: the job was built, not submitted")
         return 0
     manifest = publish(staging, job.output, job)

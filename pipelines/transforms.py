@@ -7,7 +7,7 @@ never exceptions that kill the run.
 
 from __future__ import annotations
 
-import logging
+import sys
 import time
 from collections import Counter
 from typing import Iterable
@@ -24,7 +24,6 @@ from ser_model.splits import SplitConfig, assign_splits, group_of, shard_index, 
 from ser_model.stats import FeatureStats
 from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
 
-LOG = logging.getLogger("ser.features")
 DEAD = "dead_letter"
 STATS = "stats"
 
@@ -120,8 +119,10 @@ class WriteShard(beam.DoFn):
             raise
         if stats.count:
             yield beam.pvalue.TaggedOutput(STATS, stats)
-        LOG.info("%s: %d/%d files, %d windows, %.1f s", shard, n_ok, len(members),
-                 writer.records, time.monotonic() - started)
+        # print, not logging: worker processes' stderr reaches the console (and
+        # Dataflow's worker logs), their log records do not on the local runner.
+        print(f"[ser features] {shard}: {n_ok}/{len(members)} files, {writer.records} windows, "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
     def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats):
         stage = "read"

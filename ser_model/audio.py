@@ -31,7 +31,9 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise AudioError("undecodable", f"not a readable audio file: {err}") from None
+        # libsndfile's own words, without the "Error opening <BytesIO at 0x...>" prefix
+        reason = getattr(err, "error_string", None) or str(err)
+        raise AudioError("undecodable", f"not a readable audio file: {reason}") from None
     if samples.shape[0] == 0:
         raise AudioError("no-samples", "audio file holds no samples")
     if not np.all(np.isfinite(samples)):

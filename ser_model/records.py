@@ -56,7 +56,10 @@ def encode_example(logmel: np.ndarray, mfcc: np.ndarray, meta: Mapping[str, obje
         "duration_s": floats([float(meta["duration_s"])]),
     }
     feature.update({key: text(meta.get(key, "")) for key in _STRING_KEYS})
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True sorts the map keys: otherwise the order follows the
+    # per-process string hash and reruns would write different bytes.
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
 
 
 def feature_spec(cfg: FeatureConfig) -> dict:

@@ -1,0 +1,213 @@
+"""The real feature pipeline, end to end, on generated corpora (FnApiRunner, in process)."""
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import features as F
+from pipelines import transforms as T
+from ser_model.features import FeatureConfig
+from ser_model.records import parse_examples
+from tests.conftest import REPO
+
+IN_PROCESS = ["--runner", "FnApiRunner"]
+
+
+def run_features(inputs, output, *extra):
+    args = [a for i in inputs for a in ("--input", str(i))]
+    return F.run([*args, "--output", str(output), *IN_PROCESS, *extra])
+
+
+def read_split(out: Path, split: str):
+    cfg = FeatureConfig.from_dict(json.loads((out / "features.json").read_text())["features"])
+    files = sorted(str(p) for p in out.glob(f"{split}-*.tfrecord.gz"))
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1000)
+    rows = []
+    for batch in ds:
+        parsed = parse_examples(batch, cfg)
+        for i in range(len(parsed["label_id"])):
+            rows.append({k: (v[i].numpy().decode() if v.dtype == tf.string else v[i].numpy())
+                         for k, v in parsed.items()})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def first_run(corpora_tree, tmp_path_factory):
+    root, expected = corpora_tree
+    out = tmp_path_factory.mktemp("features") / "out"
+    assert run_features([root], out) == 0
+    rows = {split: read_split(out, split) for split in ("train", "val", "test")}
+    return root, expected, out, rows
+
+
+def test_inputs_balance_and_match_what_was_generated(first_run):
+    root, expected, out, _ = first_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    n_inputs = len(expected["good"]) + len(expected["skipped"]) + len(expected["failed"])
+    assert manifest["inputs"] == n_inputs
+    assert manifest["written"] == len(expected["good"])
+    assert manifest["skipped"] == len(expected["skipped"])
+    assert manifest["failed"] == len(expected["failed"])
+    assert manifest["balanced"] is True
+    assert set(manifest["files"]) == {p.name for p in out.iterdir()} - {"manifest.json"}
+
+
+def test_every_good_file_is_in_the_shards_with_its_label(first_run):
+    root, expected, _, rows = first_run
+    seen = {}
+    for split_rows in rows.values():
+        for r in split_rows:
+            seen.setdefault(r["path"], set()).add(r["emotion"])
+    assert {str(Path(p).relative_to(root)): e.pop() for p, e in seen.items()} == expected["good"]
+
+
+def test_shapes_labels_and_metadata(first_run, label_table):
+    *_, rows = first_run
+    classes = label_table.label_set().classes
+    by_path = {r["path"]: r for split_rows in rows.values() for r in split_rows}
+    for r in by_path.values():
+        assert r["logmel"].shape == (128, 188) and r["mfcc"].shape == (40, 188)
+        assert classes[r["label_id"]] == r["label"]
+        assert np.isfinite(r["logmel"]).all()
+    calm = next(r for r in by_path.values() if r["raw_label"] == "02")
+    assert (calm["emotion"], calm["label"]) == ("calm", "neutral")
+    stereo = next(r for p, r in by_path.items() if p.endswith("03-01-05-01-01-01-01.wav"))
+    assert stereo["gender"] == "male" and stereo["speaker"] == "01"
+    cremad = {r["speaker"]: r["gender"] for r in by_path.values() if r["corpus"] == "cremad"}
+    assert cremad == {"1001": "male", "1002": "female", "1003": "male", "1004": "female"}
+    typo = next(r for p, r in by_path.items() if p.endswith("OA_bite_neutral.wav"))
+    assert typo["speaker"] == "OAF"
+
+
+def test_long_clips_become_several_windows_in_one_split(first_run):
+    *_, rows = first_run
+    windows = defaultdict(list)
+    for split, split_rows in rows.items():
+        for r in split_rows:
+            windows[r["path"]].append((split, r["window_index"], r["n_windows"]))
+    long = next(w for p, w in windows.items() if p.endswith("03-01-03-02-02-01-03.wav"))
+    assert sorted(i for _, i, _ in long) == [0, 1, 2] and {n for *_, n in long} == {3}
+    for per_file in windows.values():
+        assert len({s for s, *_ in per_file}) == 1
+
+
+def test_no_group_in_two_splits_and_every_corpus_in_test(first_run):
+    *_, rows = first_run
+    group_by = {"ravdess": "speaker", "cremad": "speaker", "tess": "sentence", "savee": "sentence"}
+    splits_of = defaultdict(set)
+    for split, split_rows in rows.items():
+        for r in split_rows:
+            splits_of[(r["corpus"], r[group_by[r["corpus"]]])].add(split)
+            assert r["split"] == split
+    assert all(len(s) == 1 for s in splits_of.values())
+    assert {r["corpus"] for r in rows["test"]} == {"ravdess", "cremad", "tess", "savee"}
+
+
+def test_dead_letters_name_every_failed_and_skipped_file(first_run):
+    root, expected, out, _ = first_run
+    dead = [json.loads(line) for line in (out / "dead_letters.jsonl").read_text().splitlines()]
+    got = {(str(Path(d["path"]).relative_to(root)), d["kind"]) for d in dead}
+    want = {(p, "skipped") for p in expected["skipped"]} | {(p, "failed") for p in expected["failed"]}
+    assert got == want
+    reasons = {Path(d["path"]).name: d["error_type"] for d in dead}
+    assert reasons["1002_DFA_NEU_XX.wav"] == "empty-file"
+    assert reasons["1004_DFA_NEU_XX.wav"] == "undecodable"
+    assert reasons["03-02-03-01-01-01-01.wav"] == "ravdess-song"
+    assert reasons["03-01-04-01-01-01-04.wav"] == "silent"
+    assert all(d["message"] and d["stage"] in ("parse", "read", "decode") for d in dead)
+
+
+def test_stats_come_from_the_train_split_only(first_run):
+    *_, out, rows = first_run
+    stats = json.loads((out / "stats.json").read_text())
+    train = np.stack([r["logmel"] for r in rows["train"]])
+    assert stats["frames"] == train.shape[0] * train.shape[2]
+    assert np.allclose(stats["logmel_mean"], train.mean(axis=(0, 2)), atol=1e-3)
+    assert np.allclose(stats["logmel_std"], train.std(axis=(0, 2)), atol=1e-2)
+    test = np.stack([r["logmel"] for r in rows["test"]])
+    assert not np.allclose(stats["logmel_mean"], test.mean(axis=(0, 2)), atol=1e-3)
+
+
+def test_cli_rerun_with_both_cores_writes_identical_shards_and_replaces_output(first_run, tmp_path):
+    """The real `ser features` command (multi-processing runner) into a used folder."""
+    root, _, first_out, _ = first_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train-00007-of-00009.tfrecord.gz").write_bytes(b"stale shard of an older run")
+    proc = subprocess.run([sys.executable, "-m", "ser_model.cli", "features", "--input", str(root),
+                           "--output", str(out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "inputs 56 = written 46 + skipped 6 + failed 4" in proc.stdout
+    assert "[ser features] train-00000-of-00001" in proc.stderr  # per-shard progress
+    assert not (out / "train-00007-of-00009.tfrecord.gz").exists()
+    assert not list(tmp_path.glob("*.staging-*"))
+    shards = sorted(p.name for p in first_out.glob("*.tfrecord.gz"))
+    assert shards == sorted(p.name for p in out.glob("*.tfrecord.gz"))
+    for name in shards + ["stats.json", "dead_letters.jsonl"]:
+        assert (out / name).read_bytes() == (first_out / name).read_bytes(), name
+
+
+def test_a_failed_run_leaves_the_previous_output_whole(first_run, tmp_path, monkeypatch):
+    root, _, first_out, _ = first_run
+    out = tmp_path / "out"
+    assert run_features([root / "savee"], out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def explode(self, element):
+        raise RuntimeError("disk full")
+        yield
+
+    monkeypatch.setattr(T.WriteShard, "process", explode)
+    with pytest.raises(Exception, match="disk full"):
+        run_features([root], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob("*.staging-*"))
+
+
+def test_named_corpus_root_and_label_set(first_run, tmp_path):
+    root, expected, *_ = first_run
+    out = tmp_path / "out"
+    assert run_features([f"tess={root / 'tess'}"], out, "--label_set", "cremad6") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    tess = [label for p, label in expected["good"].items() if p.startswith("tess/")]
+    assert manifest["written"] == len([x for x in tess if x != "surprised"])
+    assert manifest["reasons"]["skipped"]["parse"]["label-not-in-set"] == tess.count("surprised")
+    features = json.loads((out / "features.json").read_text())
+    assert features["label_set"]["name"] == "cremad6"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--output", "x"], "give at least one --input"),
+    (["--input", "x"], "give --output"),
+    (["--input", "klingon=/x", "--output", "y"], "unknown corpus 'klingon'"),
+    (["--input", "/x", "--output", "y", "--set", "n_mels=-1"], "feature config"),
+    (["--input", "/x", "--output", "y", "--set", "colour=red"], "unknown setting"),
+])
+def test_bad_flags_give_one_line_and_exit_2(args, message, capsys):
+    assert F.run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_help_lists_our_flags_not_all_of_beams(capsys):
+    assert F.run(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--input" in text and "--files_per_shard" in text and "DataflowRunner" in text
+    assert len(text.splitlines()) < 60
+
+
+def test_dataflow_job_builds_offline_with_dry_run():
+    proc = subprocess.run(
+        [sys.executable, "-m", "ser_model.cli", "features", "--input", "gs://bucket/corpora",
+         "--output", "gs://bucket/features", "--runner", "DataflowRunner", "--dry_run=True",
+         "--no_auth", "--project", "my-project", "--region", "us-central1",
+         "--temp_location", "gs://bucket/tmp", "--setup_file", "./setup.py"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dry run: the job was built, not submitted" in proc.stdout
