@@ -55,7 +55,7 @@ class Job:
     label_table: object
     splits: SplitConfig
     files_per_shard: int
-    gzip_level: int
+    gzip: str
 
     def features_json(self) -> dict:
         return {"format": "ser-features/1", "features": self.features.to_json(),
@@ -96,7 +96,7 @@ def make_job(opts: FeaturesOptions) -> Job:
         label_table=table,
         splits=SplitConfig.from_dict(feature_yaml.get("splits", {})),
         files_per_shard=int(opts.files_per_shard or output_cfg.get("files_per_shard", 250)),
-        gzip_level=int(output_cfg.get("gzip_level", 1)),
+        gzip=str(output_cfg.get("gzip", "fast")),
     )
 
 
@@ -137,7 +137,7 @@ def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
                                          beam.pvalue.AsSingleton(genders), job.splits)
               | "GroupShards" >> beam.GroupByKey()
               | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set,
-                                                         job.gzip_level, MAX_FILE_BYTES))
+                                                         job.gzip, MAX_FILE_BYTES))
               .with_outputs(T.DEAD, T.STATS, main="written"))
 
     dead = (parsed[T.DEAD], shards[T.DEAD]) | "AllDeadLetters" >> beam.Flatten()

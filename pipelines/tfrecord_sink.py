@@ -7,8 +7,8 @@ framing is written here: ``len (u64 LE) | masked crc32c(len) | data | masked crc
 
 from __future__ import annotations
 
-import gzip
 import struct
+import zlib
 import uuid
 
 import google_crc32c
@@ -28,24 +28,38 @@ def frame(record: bytes) -> bytes:
                      struct.pack("<I", masked_crc(record))))
 
 
-class TFRecordGzipWriter:
-    """Write records to ``path`` atomically: a temporary name, renamed on close."""
+GZIP_MODES = {
+    # Float features are close to random bytes: Huffman coding alone gets most of
+    # the gain (about 0.73 of the size) at under half the CPU of LZ77 level 1 (0.59).
+    "fast": (1, zlib.Z_HUFFMAN_ONLY),
+    "small": (6, zlib.Z_DEFAULT_STRATEGY),
+}
 
-    def __init__(self, path: str, level: int = 1):
+
+class TFRecordGzipWriter:
+    """Write records to ``path`` atomically: a temporary name, renamed on close.
+
+    zlib's gzip wrapper (wbits=31) writes no file name and mtime 0, so the same
+    records always give the same bytes.
+    """
+
+    def __init__(self, path: str, mode: str = "fast"):
+        if mode not in GZIP_MODES:
+            raise ValueError(f"gzip mode must be one of {sorted(GZIP_MODES)}, not {mode!r}")
+        level, strategy = GZIP_MODES[mode]
         self.path = path
         self.tmp_path = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         self._raw = FileSystems.create(self.tmp_path, mime_type="application/octet-stream",
                                        compression_type=CompressionTypes.UNCOMPRESSED)
-        # filename="" and mtime=0 keep the gzip header identical on every run.
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=level, mtime=0)
+        self._zip = zlib.compressobj(level, zlib.DEFLATED, 31, 8, strategy)
         self.records = 0
 
     def write(self, record: bytes) -> None:
-        self._gz.write(frame(record))
+        self._raw.write(self._zip.compress(frame(record)))
         self.records += 1
 
     def close(self) -> None:
-        self._gz.close()
+        self._raw.write(self._zip.flush())
         self._raw.close()
         if FileSystems.exists(self.path):
             FileSystems.delete([self.path])
@@ -53,7 +67,6 @@ class TFRecordGzipWriter:
 
     def abort(self) -> None:
         try:
-            self._gz.close()
             self._raw.close()
         finally:
             if FileSystems.exists(self.tmp_path):

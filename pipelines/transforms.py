@@ -90,10 +90,10 @@ class WriteShard(beam.DoFn):
     partial feature statistics (train shards only).
     """
 
-    def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, gzip_level: int,
+    def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, gzip: str,
                  max_bytes: int):
         self.staging, self.cfg, self.label_set = staging, cfg, label_set
-        self.gzip_level, self.max_bytes = gzip_level, max_bytes
+        self.gzip, self.max_bytes = gzip, max_bytes
         self.written = Metrics.counter("features", "files_written")
         self.failed = Metrics.counter("features", "files_failed")
         self.windows = Metrics.counter("features", "windows_written")
@@ -103,7 +103,7 @@ class WriteShard(beam.DoFn):
         members = sorted(members, key=lambda m: m[0].path)
         started = time.monotonic()
         stats = FeatureStats.empty(self.cfg.n_mels, self.cfg.n_mfcc)
-        writer = TFRecordGzipWriter(f"{self.staging}/{shard}.tfrecord.gz", self.gzip_level)
+        writer = TFRecordGzipWriter(f"{self.staging}/{shard}.tfrecord.gz", self.gzip)
         n_ok = 0
         try:
             for utt, size in members:

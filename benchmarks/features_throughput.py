@@ -1,0 +1,120 @@
+"""Feature pipeline throughput versus a plain single-process loop, side by side in one run.
+
+    python benchmarks/features_throughput.py [--corpora ../shared/corpora] [--limit N]
+
+The plain loop does what each pipeline worker does per file (read, decode,
+resample, window, log-mel + MFCC) with no Beam and no writing. The pipeline run
+is the real `ser features` job with its default local runner (FnApiRunner,
+multi-processing, one worker per core), writing gzipped TFRecord shards. Target:
+pipeline clips/s >= 1.6x the loop on the 2-core machine. Results go to
+benchmarks/results/features_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ser_model.corpora import AUDIO_EXTENSIONS  # noqa: E402
+from ser_model.extract import featurize_bytes  # noqa: E402
+from ser_model.features import FeatureConfig  # noqa: E402
+
+
+def audio_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS)
+
+
+def plain_loop(files: list[Path], cfg: FeatureConfig) -> dict:
+    started = time.perf_counter()
+    ok = windows = 0
+    for path in files:
+        try:
+            feats, _ = featurize_bytes(path.read_bytes(), cfg)
+        except ValueError:
+            continue
+        ok += 1
+        windows += len(feats)
+    wall = time.perf_counter() - started
+    return {"files": len(files), "ok": ok, "windows": windows, "wall_s": round(wall, 2),
+            "clips_per_s": round(len(files) / wall, 1), "ms_per_clip": round(1000 * wall / len(files), 2)}
+
+
+def pipeline_run(root: Path, out: Path, extra: list[str]) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ser_model.cli", "features", "--input", str(root),
+                           "--output", str(out), *extra], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"pipeline failed:\n{proc.stderr[-4000:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"inputs": manifest["inputs"], "written": manifest["written"], "failed": manifest["failed"],
+            "skipped": manifest["skipped"], "wall_s": round(wall, 2),
+            "clips_per_s": round(manifest["inputs"] / wall, 1), "args": extra}
+
+
+def sample_tree(corpora: Path, limit: int, into: Path) -> Path:
+    """Symlinks to a fixed random sample of the corpora, keeping their layout."""
+    files = audio_files(corpora)
+    if limit and limit < len(files):
+        files = random.Random(0).sample(files, limit)
+    for src in files:
+        dst = into / src.relative_to(corpora)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(src.resolve())
+    demo = corpora / "cremad" / "VideoDemographics.csv"
+    if demo.exists():
+        (into / "cremad").mkdir(exist_ok=True)
+        shutil.copy(demo, into / "cremad" / demo.name)
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
+    parser.add_argument("--limit", type=int, default=0, help="sample this many files (0: all)")
+    parser.add_argument("--modes", default="multi_processing",
+                        help="comma-separated direct_running_mode values to time")
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "features_throughput.json"))
+    args = parser.parse_args()
+    corpora = Path(args.corpora)
+    if not corpora.is_dir():
+        raise SystemExit(f"corpora folder not found: {corpora}")
+    cfg = FeatureConfig.from_dict(__import__("yaml").safe_load(open(REPO / "configs" / "features.yaml"))["features"])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = sample_tree(corpora, args.limit, Path(tmp) / "in")
+        files = audio_files(root)
+        print(f"{len(files)} audio files; plain loop ...", flush=True)
+        loop = plain_loop(files, cfg)
+        print(json.dumps(loop), flush=True)
+        runs = {}
+        for mode in args.modes.split(","):
+            extra = [] if mode == "multi_processing" else ["--runner", "FnApiRunner",
+                                                            f"--direct_running_mode={mode}",
+                                                            f"--direct_num_workers={os.cpu_count()}"]
+            print(f"pipeline ({mode}) ...", flush=True)
+            runs[mode] = pipeline_run(root, Path(tmp) / f"out-{mode}", extra)
+            runs[mode]["ratio_vs_loop"] = round(runs[mode]["clips_per_s"] / loop["clips_per_s"], 2)
+            print(json.dumps(runs[mode]), flush=True)
+    result = {"benchmark": "features_throughput", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "processor": platform.machine()},
+              "files": len(files), "plain_loop": loop, "pipeline": runs, "target_ratio": 1.6}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({m: r["ratio_vs_loop"] for m, r in runs.items()}))
+
+
+if __name__ == "__main__":
+    main()
