@@ -37,7 +37,7 @@ def audio_files(root: Path) -> list[Path]:
 
 
 def plain_loop(files: list[Path], cfg: FeatureConfig) -> dict:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     ok = windows = 0
     for path in files:
         try:
@@ -46,8 +46,10 @@ def plain_loop(files: list[Path], cfg: FeatureConfig) -> dict:
             continue
         ok += 1
         windows += len(feats)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # cpu_s > wall_s means BLAS threads joined in (spin-waiting: no wall-time gain).
     return {"files": len(files), "ok": ok, "windows": windows, "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
             "clips_per_s": round(len(files) / wall, 1), "ms_per_clip": round(1000 * wall / len(files), 2)}
 
 
@@ -62,6 +64,7 @@ def pipeline_run(root: Path, out: Path, extra: list[str]) -> dict:
     return {"inputs": manifest["inputs"], "written": manifest["written"], "failed": manifest["failed"],
             "skipped": manifest["skipped"], "wall_s": round(wall, 2),
             "clips_per_s": round(manifest["inputs"] / wall, 1), "args": extra}
+
 
 
 def sample_tree(corpora: Path, limit: int, into: Path) -> Path:
@@ -84,8 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
     parser.add_argument("--limit", type=int, default=0, help="sample this many files (0: all)")
-    parser.add_argument("--modes", default="multi_processing",
-                        help="comma-separated direct_running_mode values to time")
+    parser.add_argument("--variants", default="default,--gzip=fast",
+                        help="comma-separated pipeline variants: 'default' or extra flags joined by "
+                             "spaces, e.g. '--gzip=store' or '--runner=FnApiRunner "
+                             "--direct_running_mode=multi_threading --direct_num_workers=2'")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "features_throughput.json"))
     args = parser.parse_args()
     corpora = Path(args.corpora)
@@ -99,14 +104,13 @@ def main() -> None:
         loop = plain_loop(files, cfg)
         print(json.dumps(loop), flush=True)
         runs = {}
-        for mode in args.modes.split(","):
-            extra = [] if mode == "multi_processing" else ["--runner", "FnApiRunner",
-                                                            f"--direct_running_mode={mode}",
-                                                            f"--direct_num_workers={os.cpu_count()}"]
-            print(f"pipeline ({mode}) ...", flush=True)
-            runs[mode] = pipeline_run(root, Path(tmp) / f"out-{mode}", extra)
-            runs[mode]["ratio_vs_loop"] = round(runs[mode]["clips_per_s"] / loop["clips_per_s"], 2)
-            print(json.dumps(runs[mode]), flush=True)
+        for i, variant in enumerate(args.variants.split(",")):
+            extra = [] if variant == "default" else variant.split()
+            print(f"pipeline ({variant}) ...", flush=True)
+            runs[variant] = pipeline_run(root, Path(tmp) / f"out-{i}", extra)
+            runs[variant]["ratio_vs_loop"] = round(runs[variant]["clips_per_s"] / loop["clips_per_s"], 2)
+            runs[variant]["shard_bytes"] = sum(p.stat().st_size for p in (Path(tmp) / f"out-{i}").glob("*.tfrecord.gz"))
+            print(json.dumps(runs[variant]), flush=True)
     result = {"benchmark": "features_throughput", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "processor": platform.machine()},

@@ -96,7 +96,7 @@ def make_job(opts: FeaturesOptions) -> Job:
         label_table=table,
         splits=SplitConfig.from_dict(feature_yaml.get("splits", {})),
         files_per_shard=int(opts.files_per_shard or output_cfg.get("files_per_shard", 250)),
-        gzip=str(output_cfg.get("gzip", "fast")),
+        gzip=str(opts.gzip or output_cfg.get("gzip", "store")),
     )
 
 
@@ -289,7 +289,7 @@ def run(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"ser features: error: {err}", file=sys.stderr)
         return 2
-    options = with_local_defaults(options)
+    options = with_local_defaults(options, argv)
     local = is_local(options)
     if local:
         _announce_matches(job)

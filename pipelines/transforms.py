@@ -98,6 +98,14 @@ class WriteShard(beam.DoFn):
         self.failed = Metrics.counter("features", "files_failed")
         self.windows = Metrics.counter("features", "windows_written")
 
+    def setup(self):
+        # One BLAS thread: multi-threaded sgemm sums in another order, so the
+        # same audio would give different float bits (and shard bytes) on
+        # machines with other core counts; and workers already fill every core.
+        from threadpoolctl import threadpool_limits
+
+        self._blas_limit = threadpool_limits(limits=1, user_api="blas")
+
     def process(self, element):
         shard, members = element
         members = sorted(members, key=lambda m: m[0].path)
@@ -121,7 +129,7 @@ class WriteShard(beam.DoFn):
             yield beam.pvalue.TaggedOutput(STATS, stats)
         # print, not logging: worker processes' stderr reaches the console (and
         # Dataflow's worker logs), their log records do not on the local runner.
-        print(f"[ser features] {shard}: {n_ok}/{len(members)} files, {writer.records} windows, "
+        print(f"{time.strftime('%H:%M:%S')} [ser features] {shard}: {n_ok}/{len(members)} files, {writer.records} windows, "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
     def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats):
