@@ -1,6 +1,8 @@
 """The ``ser`` command: one entry point for every stage.
 
     ser features --input CORPUS_ROOT --output DIR     corpora -> TFRecord shards (Beam)
+    ser train --features DIR --output BUNDLE          fit, evaluate, export a model bundle
+    ser evaluate --features DIR [--model BUNDLE]      test-split report of a bundle
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import sys
 COMMANDS = {
     "features": ("pipelines.features", "run",
                  "corpora -> speaker-independent TFRecord shards (Apache Beam)"),
+    "train": ("ser_model.train", "run", "fit the fused model on shards and export a bundle"),
+    "evaluate": ("ser_model.evaluate", "run", "evaluate a bundle on a split of shards"),
 }
 
 

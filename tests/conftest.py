@@ -26,3 +26,14 @@ def label_table():
     from ser_model.labels import load_label_table
 
     return load_label_table()
+
+
+@pytest.fixture(scope="session")
+def feature_dir(corpora_tree, tmp_path_factory):
+    """The real feature pipeline (in process) over the generated corpora."""
+    from pipelines import features as F
+
+    root, _ = corpora_tree
+    out = tmp_path_factory.mktemp("features") / "out"
+    assert F.run(["--input", str(root), "--output", str(out), "--runner", "FnApiRunner"]) == 0
+    return out

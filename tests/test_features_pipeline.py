@@ -38,10 +38,9 @@ def read_split(out: Path, split: str):
 
 
 @pytest.fixture(scope="module")
-def first_run(corpora_tree, tmp_path_factory):
+def first_run(corpora_tree, feature_dir):
     root, expected = corpora_tree
-    out = tmp_path_factory.mktemp("features") / "out"
-    assert run_features([root], out) == 0
+    out = feature_dir
     rows = {split: read_split(out, split) for split in ("train", "val", "test")}
     return root, expected, out, rows
 

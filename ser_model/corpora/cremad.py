@@ -3,6 +3,7 @@
 Intensity is LO/MD/HI/XX; some real copies have a one-letter ``X``
 (``1040_ITH_SAD_X``). Gender comes from ``VideoDemographics.csv`` when the
 pipeline finds it beside the audio (``unknown`` otherwise).
+Known bad file: ``1076_MTI_SAD_XX`` is silent in real copies (a dead letter, "silent").
 """
 
 import re

@@ -1,0 +1,114 @@
+"""The model bundle: everything a predictor needs, in one folder.
+
+    model.keras     Keras 3 model (normalisation statistics inside)
+    labels.json     class names in output order, the label set, gender classes
+    features.json   FeatureConfig, label set and train statistics of the shards it was trained on
+    metrics.json    the evaluation report on the held-out test split
+    MODEL_CARD.md   data, licences, split, recipe, measured figures
+
+Nothing in the scorer or the app duplicates a constant from these files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ser_model.features import FeatureConfig
+from ser_model.labels import LabelSet
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "bundled_model"
+BUNDLE_ENV = "SER_MODEL"
+
+
+@dataclass
+class Bundle:
+    path: Path
+    model: object            # keras.Model
+    features: FeatureConfig
+    label_set: LabelSet
+    classes: tuple[str, ...]
+    gender_classes: tuple[str, ...]
+    stats: Mapping
+    metrics: Mapping
+    model_id: str
+
+    @property
+    def has_gender(self) -> bool:
+        return bool(self.gender_classes)
+
+
+def model_id_of(model_file: Path) -> str:
+    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:12]
+    return f"ser-{digest}"
+
+
+def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelSet, stats: Mapping,
+                metrics: Mapping, model_card: str) -> Path:
+    """Write a bundle atomically: built in a sibling temp folder, then renamed into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    try:
+        _inference_copy(model).save(tmp / "model.keras")
+        outputs = list(model.output_names) if hasattr(model, "output_names") else ["emotion"]
+        labels = {"classes": list(label_set.classes), "label_set": label_set.to_json(),
+                  "gender_classes": ["female", "male"] if "gender" in outputs else []}
+        (tmp / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+        (tmp / "features.json").write_text(json.dumps(
+            {"format": "ser-bundle-features/1", "features": features.to_json(),
+             "label_set": label_set.to_json(), "stats": dict(stats)}, indent=1) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        (tmp / "MODEL_CARD.md").write_text(model_card)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _inference_copy(model):
+    """The same network without optimizer state (Keras 3 saves it with a compiled model)."""
+    import keras
+
+    if getattr(model, "optimizer", None) is None:
+        return model
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def resolve_bundle_path(path: str | os.PathLike | None = None) -> Path:
+    """An explicit path, else $SER_MODEL, else the bundled default model."""
+    chosen = Path(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
+    if not (chosen / "model.keras").is_file():
+        raise FileNotFoundError(f"no model bundle at {chosen} (expected {chosen}/model.keras)")
+    return chosen
+
+
+def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
+    import keras
+
+    path = resolve_bundle_path(path)
+    labels = json.loads((path / "labels.json").read_text())
+    feats = json.loads((path / "features.json").read_text())
+    metrics_file = path / "metrics.json"
+    return Bundle(
+        path=path,
+        model=keras.models.load_model(path / "model.keras", compile=False),
+        features=FeatureConfig.from_dict(feats["features"]),
+        label_set=LabelSet.from_json(labels["label_set"]),
+        classes=tuple(labels["classes"]),
+        gender_classes=tuple(labels.get("gender_classes", [])),
+        stats=feats["stats"],
+        metrics=json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
+        model_id=model_id_of(path / "model.keras"),
+    )

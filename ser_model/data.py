@@ -1,0 +1,146 @@
+"""The tf.data input pipeline over the feature pipeline's TFRecord shards.
+
+Reads a split's shards (local or gs://) with parallel interleaved reads, parses
+whole batches at once, optionally caches the parsed windows, shuffles, applies
+SpecAugment-style augmentation to the training split only, batches and
+prefetches. Normalisation is not done here: the model carries the train-split
+statistics in its first layers, so every caller feeds raw features.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from ser_model.feature_dir import FeatureDir, FeatureMismatch, open_feature_dir
+from ser_model.records import GENDERS, parse_examples
+
+AUTOTUNE = tf.data.AUTOTUNE
+GENDER_CLASSES = ("female", "male")
+
+
+def gender_ids(gender: tf.Tensor) -> tf.Tensor:
+    """female -> 0, male -> 1, anything else -> -1 (masked out of the gender loss)."""
+    return tf.where(gender == "female", 0, tf.where(gender == "male", 1, -1))
+
+
+def _to_model_inputs(parsed: dict) -> dict:
+    return {"logmel": parsed["logmel"][..., None], "mfcc": parsed["mfcc"][..., None]}
+
+
+def read_split(fdir: FeatureDir, split: str | tuple[str, ...], *, shuffle_files: bool = False,
+               seed: int = 0, cache: bool = False) -> tf.data.Dataset:
+    """Unbatched parsed examples of one split or several (all keys of the TFRecord contract)."""
+    splits = (split,) if isinstance(split, str) else tuple(split)
+    files = [f for s in splits for f in fdir.shards(s)]
+    if not files:
+        raise FileNotFoundError(f"no {'+'.join(splits)} shards in {fdir.path}")
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle_files:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP", buffer_size=1 << 20),
+                       cycle_length=min(8, len(files)), num_parallel_calls=AUTOTUNE,
+                       deterministic=not shuffle_files)
+    cfg = fdir.features
+    ds = ds.batch(256).map(lambda s: parse_examples(s, cfg), num_parallel_calls=AUTOTUNE).unbatch()
+    return ds.cache() if cache else ds
+
+
+def class_counts(fdir: FeatureDir, split: str = "train") -> np.ndarray:
+    """Windows per class in a split (one pass over the label ids only)."""
+    counts = np.zeros(len(fdir.label_set.classes), np.int64)
+    spec = {"label_id": tf.io.FixedLenFeature([], tf.int64)}
+    ds = tf.data.TFRecordDataset(fdir.shards(split), compression_type="GZIP").batch(1024)
+    for batch in ds.map(lambda s: tf.io.parse_example(s, spec)["label_id"]):
+        counts += np.bincount(batch.numpy(), minlength=len(counts))
+    return counts
+
+
+def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
+    """n / (k * count_c): every class contributes equally to the loss; absent classes get 0."""
+    counts = np.asarray(counts, np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def augment_batch(inputs: dict, aug: Mapping, mel_floor: float, seed_gen: tf.random.Generator) -> dict:
+    """SpecAugment masks, a random circular time shift and a random gain, per example."""
+    logmel, mfcc = inputs["logmel"], inputs["mfcc"]          # (B, bands, frames, 1)
+    batch = tf.shape(logmel)[0]
+    n_mels, frames = logmel.shape[1], logmel.shape[2]
+
+    shift = seed_gen.uniform([batch], -aug["max_shift_frames"], aug["max_shift_frames"] + 1, tf.int32)
+    roll = lambda x: tf.map_fn(lambda xs: tf.roll(xs[0], xs[1], axis=1), (x, shift),  # noqa: E731
+                               fn_output_signature=x.dtype)
+    logmel, mfcc = roll(logmel), roll(mfcc)
+
+    gain = seed_gen.uniform([batch, 1, 1, 1], -aug["gain_db"], aug["gain_db"])
+    logmel = tf.maximum(logmel + gain, mel_floor)
+    # A dB gain shifts only MFCC 0 (the DCT of a constant): scale by sqrt(n_mels) (ortho DCT).
+    mfcc = mfcc + tf.pad(gain * float(np.sqrt(n_mels)), [[0, 0], [0, mfcc.shape[1] - 1], [0, 0], [0, 0]])
+
+    def masks(count, width, size, axis):
+        keep = tf.ones([batch, size], tf.bool)
+        positions = tf.range(size)[None, :]
+        for _ in range(count):
+            w = seed_gen.uniform([batch, 1], 0, width + 1, tf.int32)
+            start = seed_gen.uniform([batch, 1], 0, size, tf.int32)
+            keep &= ~((positions >= start) & (positions < start + w))
+        return keep
+
+    time_keep = masks(aug["time_masks"], aug["time_mask_max"], frames, 2)[:, None, :, None]
+    freq_keep = masks(aug["freq_masks"], aug["freq_mask_max"], n_mels, 1)[:, :, None, None]
+    mean = tf.reduce_mean(logmel, axis=[1, 2], keepdims=True)  # masked cells get the example's mean level
+    logmel = tf.where(time_keep & freq_keep, logmel, mean)
+    mfcc = tf.where(time_keep, mfcc, tf.reduce_mean(mfcc, axis=2, keepdims=True))
+    return {"logmel": logmel, "mfcc": mfcc}
+
+
+def training_targets(parsed: dict, class_weights: tf.Tensor, gender_head: bool):
+    """(inputs, targets, sample weights) for Keras: the gender loss is masked where unknown."""
+    inputs = _to_model_inputs(parsed)
+    label = parsed["label_id"]
+    targets = {"emotion": tf.one_hot(label, tf.shape(class_weights)[0])}  # one-hot: label smoothing
+    weights = {"emotion": tf.gather(class_weights, label)}
+    if gender_head:
+        g = gender_ids(parsed["gender"])
+        targets["gender"] = tf.maximum(g, 0)
+        weights["gender"] = tf.cast(g >= 0, tf.float32)
+    return inputs, targets, weights
+
+
+def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weights: np.ndarray,
+                  gender_head: bool, seed: int, splits: tuple[str, ...] = ("train",)) -> tf.data.Dataset:
+    """Shuffled, augmented, batched training data: ``(inputs, targets, sample weights)``."""
+    t = train_cfg
+    ds = read_split(fdir, splits, shuffle_files=True, seed=seed, cache=t["cache"])
+    ds = ds.shuffle(t["shuffle_buffer"], seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(t["batch_size"], drop_remainder=True)
+    cw = tf.constant(class_weights)
+    gen = tf.random.Generator.from_seed(seed)
+    floor = fdir.features.db_floor
+
+    def prepare(parsed):
+        inputs, targets, weights = training_targets(parsed, cw, gender_head)
+        return augment_batch(inputs, aug, floor, gen), targets, weights
+
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def eval_dataset(fdir: FeatureDir, split: str, batch_size: int, cache: bool = False) -> tf.data.Dataset:
+    """Batches of ``(inputs, metadata)`` in a fixed order, for evaluation and prediction."""
+    meta_keys = ("label_id", "gender", "corpus", "path", "speaker", "window_index")
+
+    def split_meta(parsed):
+        return _to_model_inputs(parsed), {k: parsed[k] for k in meta_keys}
+
+    ds = read_split(fdir, split, cache=cache)
+    return ds.batch(batch_size).map(split_meta, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+__all__ = ["FeatureDir", "FeatureMismatch", "open_feature_dir", "train_dataset", "eval_dataset",
+           "class_counts", "balanced_class_weights", "GENDER_CLASSES", "GENDERS"]

@@ -1,0 +1,82 @@
+"""The fused network: a DenseNet on the log-mel image plus a small CNN on the MFCCs.
+
+    logmel (n_mels, frames, 1) -> normalise (train stats) -> avg-pool -> 3 channels -> DenseNet -> GAP
+    mfcc   (n_mfcc, frames, 1) -> normalise (train stats) -> 3 x [conv-BN-ReLU-pool] -> GAP
+    concat -> dropout -> softmax over the label set ("emotion") [+ softmax over gender ("gender")]
+
+The normalisation statistics are constants inside the model, so a saved model
+needs nothing else to turn raw features into probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+
+def _densenet_tiny(include_top, weights, input_shape, pooling):
+    """A 4-block DenseNet with 2 layers per block (~0.3 M parameters): tests and quick runs."""
+    from keras.src.applications.densenet import DenseNet
+
+    return DenseNet([2, 2, 2, 2], include_top=include_top, weights=weights, input_shape=input_shape,
+                    pooling=pooling, name="densenet_tiny")
+
+
+BACKBONES = {
+    "densenet121": keras.applications.DenseNet121,
+    "densenet169": keras.applications.DenseNet169,
+    "densenet201": keras.applications.DenseNet201,
+    "densenet_tiny": _densenet_tiny,
+}
+
+
+def _normaliser(mean: Sequence[float], std: Sequence[float], name: str) -> keras.layers.Layer:
+    """Per-band standardisation of (batch, bands, frames, 1) inputs, fixed at build time."""
+    return keras.layers.Normalization(axis=1, mean=np.asarray(mean, np.float32),
+                                      variance=np.square(np.asarray(std, np.float32)), name=name)
+
+
+def densenet_backbone(name: str, weights: str | None, input_shape: tuple[int, int, int]) -> keras.Model:
+    """A Keras DenseNet without its classifier, global-average pooled.
+
+    ``weights``: None (random init), "imagenet" (Keras downloads them) or a path
+    to a weights file saved from the same architecture (``model.save_weights``
+    or Keras's own ``*_notop.h5``).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    return BACKBONES[name](include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
+
+
+def build_model(model_cfg: Mapping, n_classes: int, logmel_shape: tuple[int, int],
+                mfcc_shape: tuple[int, int], stats: Mapping) -> keras.Model:
+    """The two-input model; outputs ``emotion`` (and ``gender`` with ``gender_head``)."""
+    logmel_in = keras.Input((*logmel_shape, 1), name="logmel")
+    mfcc_in = keras.Input((*mfcc_shape, 1), name="mfcc")
+
+    x = _normaliser(stats["logmel_mean"], stats["logmel_std"], "logmel_norm")(logmel_in)
+    pool = tuple(model_cfg.get("mel_pool") or (1, 1))
+    if pool != (1, 1):
+        x = keras.layers.AveragePooling2D(pool, name="mel_pool")(x)
+    # ImageNet DenseNets take 3 channels: repeat the spectrogram (keeps imagenet weights usable).
+    x = keras.layers.Concatenate(name="to_rgb")([x, x, x])
+    backbone = densenet_backbone(model_cfg["backbone"], model_cfg.get("weights"), tuple(x.shape[1:]))
+    mel_embedding = backbone(x)
+
+    y = _normaliser(stats["mfcc_mean"], stats["mfcc_std"], "mfcc_norm")(mfcc_in)
+    for i, filters in enumerate(model_cfg["mfcc_filters"]):
+        y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"mfcc_conv{i}")(y)
+        y = keras.layers.BatchNormalization(name=f"mfcc_bn{i}")(y)
+        y = keras.layers.Activation("relu", name=f"mfcc_relu{i}")(y)
+        y = keras.layers.MaxPooling2D(2, padding="same", name=f"mfcc_pool{i}")(y)
+    mfcc_embedding = keras.layers.GlobalAveragePooling2D(name="mfcc_gap")(y)
+
+    z = keras.layers.Concatenate(name="fuse")([mel_embedding, mfcc_embedding])
+    z = keras.layers.Dropout(model_cfg["dropout"], name="dropout")(z)
+    # float32 outputs keep softmax stable under mixed precision.
+    outputs = {"emotion": keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
+                                             name="emotion")(z)}
+    if model_cfg.get("gender_head"):
+        outputs["gender"] = keras.layers.Dense(2, activation="softmax", dtype="float32", name="gender")(z)
+    return keras.Model({"logmel": logmel_in, "mfcc": mfcc_in}, outputs, name="ser_fused")

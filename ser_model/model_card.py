@@ -1,0 +1,59 @@
+"""MODEL_CARD.md: what the model was trained on, how, and how well it does on held-out speakers."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+LICENCES = {
+    "cremad": "CREMA-D: Open Database License 1.0 / Database Contents License 1.0",
+    "ravdess": "RAVDESS: CC BY-NC-SA 4.0 (non-commercial)",
+    "tess": "TESS: CC BY-NC-ND 4.0 (non-commercial)",
+    "savee": "SAVEE: free for research use (University of Surrey)",
+}
+
+
+def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
+    f = rep["file"]
+    manifest = fdir.manifest
+    corpora = sorted(manifest.get("corpus_split", {}))
+    t, m = cfg["training"], cfg["model"]
+    tr = rep.get("training", {})
+    lines = [
+        "# Model card: speech emotion recognition (fused DenseNet + MFCC-CNN)", "",
+        "## Intended use",
+        "Research and archive exploration of *acted* emotional speech. Predictions on natural, "
+        "conversational or noisy speech are far less reliable than the figures below; do not use "
+        "them for decisions about individuals.", "",
+        "## Labels",
+        f"Label set `{fdir.label_set.name}`: {', '.join(fdir.label_set.classes)}"
+        + (f" (folded: {fdir.label_set.fold})" if fdir.label_set.fold else "") + ".", "",
+        "## Training data and licences",
+        *[f"- {LICENCES.get(c, c)}: " + ", ".join(f"{s} {n}" for s, n in sorted(
+            manifest['corpus_split'][c].items())) + " files" for c in corpora],
+        "",
+        "Because of the non-commercial corpus licences, this model is for research use only.", "",
+        "## Split",
+        "Speaker-independent where the corpus allows (RAVDESS, CREMA-D by speaker); TESS by spoken "
+        "word and SAVEE by sentence (too few speakers). Groups per split are listed in the feature "
+        "run's manifest.json. " + ("The model was refit on train+val speakers; test speakers were never "
+                                    "seen." if tr.get("train_on") == "train+val" else
+                                    "Trained on the train split, model selected on validation UAR."), "",
+        "## Recipe",
+        f"- backbone {m['backbone']} (weights: {m.get('weights') or 'from scratch'}), log-mel pooled "
+        f"{m.get('mel_pool')}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
+        f"gender head {bool(m.get('gender_head'))}",
+        f"- {t['epochs']} epochs max, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
+        f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}, SpecAugment",
+        f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, "
+        f"best epoch {tr.get('best_epoch', '?')}", "",
+        f"## Measured on the held-out test split ({f['n']} files)",
+        f"Per file (window probabilities averaged): **UAR {f['uar']:.3f}**, accuracy {f['accuracy']:.3f}, "
+        f"macro-F1 {f['macro_f1']:.3f}.", "",
+        "| corpus | files | UAR | accuracy |", "|---|---|---|---|",
+        *[f"| {c} | {s['n']} | {s['uar']:.3f} | {s['accuracy']:.3f} |" for c, s in f["per_corpus"].items()],
+        "", "| gender | files | UAR | accuracy |", "|---|---|---|---|",
+        *[f"| {g} | {s['n']} | {s['uar']:.3f} | {s['accuracy']:.3f} |" for g, s in f["per_gender"].items()],
+        "", "Per-class recall: " + ", ".join(f"{c} {r:.2f}" for c, r in f["recall"].items()) + ".", "",
+        "Full figures, confusion matrix included, are in metrics.json.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""Predictor: audio in, class probabilities out, with everything read from a bundle.
+
+Used by `ser predict`, the bulk scorer and the web app, so that all three decode,
+window and featurise exactly as the model was trained (the bundle's
+features.json), through the same functions as the feature pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_model import audio
+from ser_model.bundle import Bundle, load_bundle
+from ser_model.features import compute_features
+
+
+@dataclass
+class Prediction:
+    """Per-window and per-file probabilities of one recording."""
+
+    duration_s: float
+    starts_s: np.ndarray            # (windows,)
+    window_probs: np.ndarray        # (windows, classes)
+    probs: np.ndarray               # (classes,) mean over windows
+    classes: tuple[str, ...]
+    gender_probs: np.ndarray | None = None   # (classes of gender,) mean over windows
+
+    @property
+    def label(self) -> str:
+        return self.classes[int(np.argmax(self.probs))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probs))
+
+
+class Predictor:
+    """Loads a bundle once; predicts from file bytes, decoded samples or a prepared waveform."""
+
+    def __init__(self, bundle: Bundle | str | None = None, batch_size: int = 64):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.cfg = self.bundle.features
+        self.batch_size = batch_size
+
+    def features(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts_s, logmel (W, mels, frames, 1), mfcc (W, mfcc, frames, 1)) of a prepared waveform."""
+        wins = audio.windows(wave, self.cfg)
+        feats = [compute_features(w.samples, self.cfg) for w in wins]
+        return (np.array([w.start_s for w in wins]),
+                np.stack([f[0] for f in feats])[..., None], np.stack([f[1] for f in feats])[..., None])
+
+    def predict_features(self, logmel: np.ndarray, mfcc: np.ndarray) -> dict:
+        out = self.bundle.model.predict({"logmel": logmel, "mfcc": mfcc}, batch_size=self.batch_size,
+                                        verbose=0)
+        return out if isinstance(out, dict) else {"emotion": out}
+
+    def predict_wave(self, wave: np.ndarray, duration_s: float) -> Prediction:
+        starts, logmel, mfcc = self.features(wave)
+        out = self.predict_features(logmel, mfcc)
+        probs = np.asarray(out["emotion"], np.float64)
+        gender = np.asarray(out["gender"]).mean(axis=0) if "gender" in out else None
+        return Prediction(duration_s, starts, probs, probs.mean(axis=0), self.bundle.classes, gender)
+
+    def predict_bytes(self, data: bytes, max_seconds: float | None = None) -> Prediction:
+        """Raises :class:`ser_model.audio.AudioError` for unusable audio."""
+        samples, rate = audio.decode(data)
+        wave = audio.prepare(samples, rate, self.cfg, max_seconds=max_seconds)
+        return self.predict_wave(wave, samples.shape[0] / rate)
+
+    def predict_file(self, path: str, max_seconds: float | None = None) -> Prediction:
+        with open(path, "rb") as f:
+            return self.predict_bytes(f.read(), max_seconds=max_seconds)

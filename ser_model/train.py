@@ -1,0 +1,193 @@
+"""`ser train`: fit the fused model on feature shards, evaluate it, export a bundle.
+
+    ser train --features out/features --output out/model [--set training.epochs=5] ...
+
+Seed first; every hyper-parameter from configs/train.yaml (dotted --set
+overrides); GPU with mixed precision and a MirroredStrategy when present, plain
+CPU otherwise; resumable state every N steps (kill it and run the same command
+again); early stopping and best-model selection on validation UAR; TensorBoard
+logs; the bundle is written only at the end, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ser_model.config import ConfigError, load_yaml, parse_override  # noqa: E402
+from ser_model.feature_dir import FeatureMismatch, open_feature_dir  # noqa: E402
+from ser_model.features import FeatureConfig  # noqa: E402
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """``training.epochs=5`` style overrides on a nested config (keys must exist)."""
+    cfg = copy.deepcopy(cfg)
+    for text in overrides:
+        key, value = parse_override(text)
+        node = cfg
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"--set {key}: no section {part!r} in the training config")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"--set {key}: unknown setting {leaf!r}; known: {sorted(node)}")
+        node[leaf] = value
+    return cfg
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="ser train", description="Train the fused DenseNet + MFCC-CNN model "
+                                "on `ser features` shards and export a model bundle.")
+    p.add_argument("--features", required=True, help="output folder of `ser features` (local or gs://)")
+    p.add_argument("--output", required=True, help="bundle folder to write (replaced at the end)")
+    p.add_argument("--config", default="train", help="training YAML (default: configs/train.yaml)")
+    p.add_argument("--features_config", default="features",
+                   help="the feature settings the shards must have been written with (default: configs/features.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set training.epochs=5 --set model.weights=imagenet")
+    p.add_argument("--work_dir", default=None,
+                   help="checkpoints, resumable state and TensorBoard logs (default: OUTPUT.work)")
+    p.add_argument("--max_steps", type=int, default=None,
+                   help="stop after this many training steps in all (smoke tests, benchmarks)")
+    p.add_argument("--train_on", choices=("train", "train+val"), default="train",
+                   help="train+val refits on the validation speakers too, for the fixed epoch count "
+                        "(no early stopping); the test split stays held out")
+    return p.parse_args(argv)
+
+
+def setup_devices(seed: int):
+    """Seed everything; on GPUs use mixed precision and a MirroredStrategy."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPU(s), mixed precision"
+    return tf.distribute.get_strategy(), f"CPU ({os.cpu_count()} cores)"
+
+
+def run(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = apply_overrides(load_yaml(args.config), args.overrides)
+        expected = FeatureConfig.from_dict(load_yaml(args.features_config).get("features", {}))
+        fdir = open_feature_dir(args.features, expected)
+    except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
+        print(f"ser train: error: {err}", file=sys.stderr)
+        return 2
+    return fit_and_export(fdir, cfg, Path(args.output), Path(args.work_dir or f"{args.output}.work"),
+                          args.max_steps, args.train_on)
+
+
+def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
+                   train_on: str = "train") -> int:
+    import keras
+    import numpy as np
+
+    from ser_model import data as D
+    from ser_model.callbacks import ResumableState, ValidationUAR
+    from ser_model.model import build_model
+
+    strategy, device = setup_devices(cfg["seed"])
+    t, m = cfg["training"], cfg["model"]
+    classes = fdir.label_set.classes
+    counts = D.class_counts(fdir, "train")
+    if train_on == "train+val":
+        counts = counts + D.class_counts(fdir, "val")
+    weights = D.balanced_class_weights(counts) if t["class_weighting"] == "balanced" \
+        else (counts > 0).astype(np.float32)
+    n_windows = int(counts.sum())
+    steps = max(1, n_windows // t["batch_size"])
+    print(f"device: {device}; {n_windows} training windows, {steps} steps/epoch; "
+          f"classes {list(classes)}; windows per class {counts.tolist()}", flush=True)
+
+    splits = ("train", "val") if train_on == "train+val" else ("train",)
+    train_ds = D.train_dataset(fdir, t, cfg["augment"], weights, m["gender_head"], cfg["seed"],
+                               splits=splits).repeat()
+    val_ds = D.eval_dataset(fdir, "val", batch_size=64, cache=True)
+
+    work.mkdir(parents=True, exist_ok=True)
+    state = ResumableState(work / "state", every_steps=t["checkpoint_every_steps"])
+    with strategy.scope():
+        model = state.load_model()
+        if model is None:
+            model = build_model(m, len(classes), fdir.features.logmel_shape, fdir.features.mfcc_shape,
+                                fdir.stats)
+            compile_model(model, t, steps, m["gender_head"], m.get("gender_loss_weight", 0.2))
+    initial_epoch = state.epoch
+    if initial_epoch:
+        print(f"resuming from {state.dir} at epoch {initial_epoch + 1} "
+              f"(best validation UAR so far {state.best:.3f})", flush=True)
+
+    epochs = t["epochs"]
+    if max_steps:
+        epochs = min(epochs, initial_epoch + max(1, -(-max_steps // steps)))
+        steps = min(steps, max_steps)
+    validation = ValidationUAR(val_ds, classes, patience=t["early_stopping_patience"],
+                               best_path=work / "best.keras", state=state,
+                               early_stopping=train_on == "train")
+    callbacks = [validation, state,
+                 keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch"),
+                 keras.callbacks.CSVLogger(str(work / "history.csv"), append=True)]
+    started = time.monotonic()
+    model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    train_seconds = time.monotonic() - started
+
+    best = keras.models.load_model(work / "best.keras", compile=False) if (work / "best.keras").exists() else model
+    from ser_model.evaluate import evaluate_split, format_report
+
+    rep = evaluate_split(best, fdir, "test")
+    rep["training"] = {"device": device, "epochs_run": validation.epochs_seen + initial_epoch,
+                       "best_epoch": state.best_epoch + 1, "best_val_uar": round(state.best, 4),
+                       "train_seconds_this_run": round(train_seconds, 1), "train_on": train_on,
+                       "windows": n_windows, "config": cfg}
+    print(format_report(rep), flush=True)
+    from ser_model.bundle import save_bundle
+    from ser_model.model_card import model_card
+
+    save_bundle(output, best, fdir.features, fdir.label_set, fdir.stats, rep,
+                model_card(rep, fdir, cfg))
+    state.clear()
+    print(f"bundle written to {output}", flush=True)
+    return 0
+
+
+def compile_model(model, t: Mapping, steps_per_epoch: int, gender_head: bool, gender_weight: float):
+    import keras
+
+    total = max(1, t["epochs"] * steps_per_epoch)
+    warmup = min(total - 1, int(t["warmup_epochs"] * steps_per_epoch))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=t["learning_rate"] * 0.01 if warmup else t["learning_rate"],
+        decay_steps=max(1, total - warmup), alpha=0.01,
+        warmup_target=t["learning_rate"] if warmup else None, warmup_steps=warmup)
+    losses = {"emotion": keras.losses.CategoricalCrossentropy(label_smoothing=t["label_smoothing"])}
+    loss_weights = {"emotion": 1.0}
+    if gender_head:
+        losses["gender"] = keras.losses.SparseCategoricalCrossentropy()
+        loss_weights["gender"] = gender_weight
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=t["weight_decay"]),
+                  loss=losses, loss_weights=loss_weights,
+                  metrics={"emotion": [keras.metrics.CategoricalAccuracy(name="acc")]})
+
+
+def main():
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Generated audio -> feature pipeline -> a few training steps -> bundle -> evaluate -> reload and predict."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ser_model import data as D
+from ser_model.bundle import load_bundle
+from ser_model.features import FeatureConfig
+from ser_model.predict import Predictor
+from tests.conftest import REPO
+
+TINY = ["--set", "model.backbone=densenet_tiny", "--set", "model.mel_pool=[2,2]",
+        "--set", "model.mfcc_filters=[8,16]", "--set", "training.batch_size=4",
+        "--set", "training.epochs=2", "--set", "training.warmup_epochs=0"]
+
+
+def ser(*args, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "ser_model.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(feature_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "bundle"
+    proc = ser("train", "--features", feature_dir, "--output", out, *TINY, "--max_steps", "3")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_training_writes_a_self_describing_bundle(trained, feature_dir):
+    bundle_dir, stdout = trained
+    assert {p.name for p in bundle_dir.iterdir()} == {"model.keras", "labels.json", "features.json",
+                                                      "metrics.json", "MODEL_CARD.md"}
+    labels = json.loads((bundle_dir / "labels.json").read_text())
+    assert labels["classes"][0] == "neutral" and len(labels["classes"]) == 7
+    assert labels["gender_classes"] == ["female", "male"]
+    feats = json.loads((bundle_dir / "features.json").read_text())
+    assert feats["stats"] == json.loads((feature_dir / "stats.json").read_text())
+    metrics = json.loads((bundle_dir / "metrics.json").read_text())
+    assert 0 <= metrics["file"]["uar"] <= 1 and metrics["split"] == "test"
+    assert set(metrics["file"]["per_corpus"]) == {"ravdess", "cremad", "tess", "savee"}
+    assert "UAR" in (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "validation UAR" in stdout and "bundle written" in stdout
+    assert not (bundle_dir.parent / "bundle.work" / "state").exists()  # cleared after success
+
+
+def test_reloaded_bundle_predicts_what_the_shards_say(trained, feature_dir, corpora_tree):
+    """Serving (Predictor on the audio file) == training features (shards) -> same probabilities."""
+    bundle = load_bundle(trained[0])
+    fdir = D.open_feature_dir(feature_dir)
+    inputs, meta = next(iter(D.eval_dataset(fdir, "test", batch_size=64)))
+    path = meta["path"].numpy()[0].decode()
+    rows = [i for i, p in enumerate(meta["path"].numpy()) if p.decode() == path]
+    predictor = Predictor(bundle)
+    pred = predictor.predict_file(path)
+    starts, logmel, mfcc = predictor.features(
+        __import__("ser_model.audio", fromlist=["x"]).load_bytes(Path(path).read_bytes(), bundle.features)[0])
+    assert np.allclose(logmel, inputs["logmel"].numpy()[rows], atol=1e-4)
+    assert np.allclose(mfcc, inputs["mfcc"].numpy()[rows], atol=1e-3)
+    shard_probs = bundle.model.predict_on_batch({k: v.numpy()[rows] for k, v in inputs.items()})["emotion"]
+    assert np.allclose(pred.window_probs, shard_probs, atol=1e-4)
+    assert pred.probs.shape == (7,) and np.isclose(pred.probs.sum(), 1, atol=1e-5)
+    assert pred.label in bundle.classes and pred.gender_probs.shape == (2,)
+
+
+def test_evaluate_command_reports_and_writes_plots(trained, feature_dir, tmp_path):
+    proc = ser("evaluate", "--model", trained[0], "--features", feature_dir, "--output", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "UAR" in proc.stdout and "cremad" in proc.stdout
+    assert {"metrics.json", "confusion.csv", "confusion.png", "report.txt"} <= {p.name for p in tmp_path.iterdir()}
+    assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_trainer_refuses_shards_with_other_features(feature_dir, tmp_path):
+    other = tmp_path / "features.yaml"
+    other.write_text("features:\n  n_mels: 64\n")
+    proc = ser("train", "--features", feature_dir, "--output", tmp_path / "b", "--features_config", other)
+    assert proc.returncode == 2
+    # Checked before TensorFlow is imported: the error is the only thing printed.
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("ser train: error:") and "other feature settings" in proc.stderr
+    assert "n_mels" in proc.stderr
+
+
+def test_unknown_setting_is_a_one_line_error(feature_dir, tmp_path):
+    proc = ser("train", "--features", feature_dir, "--output", tmp_path / "b", "--set", "training.epoch=3")
+    assert proc.returncode == 2 and "unknown setting 'epoch'" in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+
+
+def test_killed_training_resumes(feature_dir, tmp_path):
+    out = tmp_path / "bundle"
+    args = [sys.executable, "-m", "ser_model.cli", "train", "--features", str(feature_dir), "--output", str(out),
+            *TINY, "--set", "training.epochs=3", "--set", "training.checkpoint_every_steps=2"]
+    state = tmp_path / "bundle.work" / "state" / "state.json"
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 1):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "no resumable state was written"
+    saved_epoch = json.loads(state.read_text())["epoch"]
+    assert not out.exists()  # nothing half-written
+    again = ser("train", "--features", feature_dir, "--output", out, *TINY, "--set", "training.epochs=3",
+                "--set", "training.checkpoint_every_steps=2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming from" in again.stdout and f"at epoch {saved_epoch + 1}" in again.stdout
+    assert f"Epoch {saved_epoch + 1}/3" in again.stdout and "Epoch 1/3" not in again.stdout
+    assert (out / "model.keras").exists()
+
+
+def test_local_backbone_weights_file_is_loaded(tmp_path):
+    from ser_model.model import build_model, densenet_backbone
+
+    source = densenet_backbone("densenet_tiny", None, (32, 47, 3))
+    weights = tmp_path / "tiny_notop.weights.h5"
+    source.save_weights(weights)
+    stats = {"logmel_mean": [0.0] * 64, "logmel_std": [1.0] * 64, "mfcc_mean": [0.0] * 8, "mfcc_std": [1.0] * 8}
+    cfg = {"backbone": "densenet_tiny", "weights": str(weights), "mel_pool": [2, 2], "mfcc_filters": [4],
+           "dropout": 0.1, "gender_head": False}
+    model = build_model(cfg, 3, (64, 94), (8, 94), stats)
+    loaded = model.get_layer("densenet_tiny")
+    for a, b in zip(source.get_weights(), loaded.get_weights()):
+        assert np.array_equal(a, b)
+    random = build_model({**cfg, "weights": None}, 3, (64, 94), (8, 94), stats).get_layer("densenet_tiny")
+    assert not all(np.array_equal(a, b) for a, b in zip(source.get_weights(), random.get_weights()))
+
+
+def test_augmentation_changes_train_batches_only(feature_dir):
+    fdir = D.open_feature_dir(feature_dir)
+    aug = {"time_masks": 2, "time_mask_max": 20, "freq_masks": 2, "freq_mask_max": 12,
+           "max_shift_frames": 20, "gain_db": 6.0}
+    cfg = {"cache": False, "shuffle_buffer": 8, "batch_size": 4}
+    weights = np.ones(7, np.float32)
+    x, y, w = next(iter(D.train_dataset(fdir, cfg, aug, weights, True, seed=1)))
+    assert x["logmel"].shape == (4, 128, 188, 1) and x["mfcc"].shape == (4, 40, 188, 1)
+    assert y["emotion"].shape == (4, 7) and w["gender"].shape == (4,)
+    assert float(tf.reduce_min(x["logmel"])) >= fdir.features.db_floor
+    plain = next(iter(D.read_split(fdir, "train", shuffle_files=False).batch(100)))
+    # Augmented windows are not any stored window as-is.
+    stored = plain["logmel"].numpy()
+    for example in x["logmel"].numpy()[..., 0]:
+        assert not any(np.array_equal(example, s) for s in stored)
+    val_x, _ = next(iter(D.eval_dataset(fdir, "val", batch_size=100)))
+    val_plain = next(iter(D.read_split(fdir, "val").batch(100)))
+    assert np.array_equal(val_x["logmel"].numpy()[..., 0], val_plain["logmel"].numpy())
