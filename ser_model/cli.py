@@ -3,6 +3,7 @@
     ser features --input CORPUS_ROOT --output DIR     corpora -> TFRecord shards (Beam)
     ser train --features DIR --output BUNDLE          fit, evaluate, export a model bundle
     ser evaluate --features DIR [--model BUNDLE]      test-split report of a bundle
+    ser predict FILE... [--model BUNDLE]              emotion of a few files, as a table
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ COMMANDS = {
                  "corpora -> speaker-independent TFRecord shards (Apache Beam)"),
     "train": ("ser_model.train", "run", "fit the fused model on shards and export a bundle"),
     "evaluate": ("ser_model.evaluate", "run", "evaluate a bundle on a split of shards"),
+    "predict": ("ser_model.predict", "run", "predict the emotion of a few audio files"),
 }
 
 

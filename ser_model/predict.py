@@ -72,3 +72,45 @@ class Predictor:
     def predict_file(self, path: str, max_seconds: float | None = None) -> Prediction:
         with open(path, "rb") as f:
             return self.predict_bytes(f.read(), max_seconds=max_seconds)
+
+
+def run(argv=None) -> int:
+    """`ser predict FILE...`: a readable table of the predicted emotion of a few files."""
+    import argparse
+    import os
+    import sys
+
+    from ser_model.audio import AudioError
+    from ser_model.corpora import Skip, parse_path
+    from ser_model.labels import load_label_table
+
+    p = argparse.ArgumentParser(prog="ser predict", description="Predict the emotion of a few audio files "
+                                "(for archives, use `ser score`).")
+    p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, opus, mp3, aiff)")
+    p.add_argument("--model", default=None, help="bundle folder (default: $SER_MODEL or the bundled model)")
+    p.add_argument("--max_seconds", type=float, default=600.0, help="refuse longer files (default 600)")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        predictor = Predictor(args.model)
+    except FileNotFoundError as err:
+        print(f"ser predict: error: {err}", file=sys.stderr)
+        return 2
+    table = load_label_table()
+    classes = predictor.bundle.classes
+    print(f"model {predictor.bundle.model_id} ({len(classes)} classes)")
+    print(f"{'file':40s} {'true':>9s} {'predicted':>10s} {'conf':>5s} {'windows':>7s}")
+    failures = 0
+    for path in args.files:
+        name = os.path.basename(path)[:40]
+        try:
+            true = predictor.bundle.label_set.class_of(parse_path(path, table).label) or "-"
+        except Skip:
+            true = "?"
+        try:
+            pred = predictor.predict_file(path, max_seconds=args.max_seconds)
+        except (AudioError, OSError) as err:
+            failures += 1
+            print(f"{name:40s} {true:>9s}  error: {err}")
+            continue
+        print(f"{name:40s} {true:>9s} {pred.label:>10s} {pred.confidence:5.2f} {len(pred.starts_s):7d}")
+    return 1 if failures else 0
