@@ -37,7 +37,8 @@ from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet, parse_label_table
 from ser_model.splits import SplitConfig
 from pipelines import transforms as T
-from pipelines.options import FeaturesOptions, is_local, print_help, with_local_defaults
+from pipelines.options import (FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions,
+                               is_local, print_help, with_local_defaults)
 from pipelines.tfrecord_sink import read_bytes, write_text
 
 LOG = logging.getLogger("ser.features")
@@ -75,11 +76,11 @@ def parse_input(spec: str) -> tuple[str | None, str]:
     return corpus, root
 
 
-def make_job(opts: FeaturesOptions) -> Job:
+def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
     """Load the YAML configs and apply the command-line overrides."""
-    if not opts.input:
+    if not io.input:
         raise ConfigError("give at least one --input corpus root")
-    if not opts.output:
+    if not io.output:
         raise ConfigError("give --output, the folder to write the shards to")
     feature_yaml = load_yaml(opts.features_config)
     feature_settings = dict(feature_yaml.get("features", {}))
@@ -89,8 +90,8 @@ def make_job(opts: FeaturesOptions) -> Job:
     table = parse_label_table(load_yaml(opts.labels_config))
     output_cfg = feature_yaml.get("output", {})
     return Job(
-        inputs=tuple(parse_input(s) for s in opts.input),
-        output=opts.output.rstrip("/"),
+        inputs=tuple(parse_input(s) for s in io.input),
+        output=io.output.rstrip("/"),
         features=FeatureConfig.from_dict(feature_settings),
         label_set=table.label_set(opts.label_set),
         label_table=table,
@@ -281,11 +282,12 @@ def run(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print_help(FeaturesOptions, "ser features", __doc__.split("\n")[0])
+        print_help(FeaturesOptions, "ser features", __doc__.split("\n")[0], FEATURES_INPUT_HELP,
+                   FEATURES_OUTPUT_HELP)
         return 0
     options = PipelineOptions(argv)
     try:
-        job = make_job(options.view_as(FeaturesOptions))
+        job = make_job(options.view_as(FeaturesOptions), options.view_as(IOOptions))
     except (ConfigError, ValueError) as err:
         print(f"ser features: error: {err}", file=sys.stderr)
         return 2

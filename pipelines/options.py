@@ -8,20 +8,32 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   StandardOptions)
 
 
-class FeaturesOptions(PipelineOptions):
-    """Flags of ``ser features`` / ``python -m pipelines.features``."""
+FEATURES_INPUT_HELP = ("a corpus root folder, glob or URI (local, gs://, s3://); repeatable. Prefix with "
+                       "ravdess=, cremad=, tess= or savee= to force a corpus; otherwise each file's corpus "
+                       "is recognised from its name.")
+FEATURES_OUTPUT_HELP = "output folder or URI; an earlier run there is replaced when this one succeeds"
+SCORE_INPUT_HELP = ("file, folder or glob (local, gs://, s3://); repeatable; 'archive/**' is recursive, "
+                    "a folder means everything below it")
+SCORE_OUTPUT_HELP = ("output prefix: PREFIX.files.parquet (one row per file), PREFIX.windows.parquet "
+                     "with --windows, PREFIX.dead_letters.jsonl")
+
+
+class IOOptions(PipelineOptions):
+    """--input/--output, shared by both pipelines (Beam allows each flag in one class only)."""
 
     # No required=True: Beam parses every registered options class on workers too.
     @classmethod
+    def _add_argparse_args(cls, parser, input_help="input file, folder or glob; repeatable",
+                           output_help="output location"):
+        parser.add_argument("--input", action="append", default=[], help=input_help)
+        parser.add_argument("--output", default=None, help=output_help)
+
+
+class FeaturesOptions(PipelineOptions):
+    """Flags of ``ser features`` / ``python -m pipelines.features`` (plus IOOptions)."""
+
+    @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument(
-            "--input", action="append", default=[], metavar="[CORPUS=]ROOT",
-            help="a corpus root folder, glob or URI (local, gs://, s3://); repeatable. "
-                 "Prefix with ravdess=, cremad=, tess= or savee= to force a corpus; "
-                 "otherwise each file's corpus is recognised from its name.")
-        parser.add_argument(
-            "--output", default=None,
-            help="output folder or URI prefix; an earlier run there is replaced when this one succeeds")
         parser.add_argument("--features_config", default="features",
                             help="features YAML (default: configs/features.yaml)")
         parser.add_argument("--labels_config", default="labels",
@@ -69,7 +81,7 @@ def is_local(options: PipelineOptions) -> bool:
     return any(local in name for local in ("Direct", "FnApi", "Prism"))
 
 
-def print_help(options_class, prog: str, description: str) -> None:
+def print_help(options_class, prog: str, description: str, input_help: str, output_help: str) -> None:
     """``--help`` for our own flags only (Beam's full list runs to hundreds of lines)."""
     import argparse
 
@@ -78,5 +90,20 @@ def print_help(options_class, prog: str, description: str) -> None:
         epilog="Any Apache Beam pipeline option is accepted too, e.g. --runner DataflowRunner "
                "--project P --region R --temp_location gs://B/tmp --setup_file ./setup.py; "
                "locally the default is DirectRunner using every core.")
+    IOOptions._add_argparse_args(parser, input_help, output_help)
     options_class._add_argparse_args(parser)
     parser.print_help()
+
+
+class ScoreOptions(PipelineOptions):
+    """Flags of ``ser score`` / ``python -m pipelines.score`` (plus IOOptions)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--model", default=None,
+                            help="model bundle folder (default: $SER_MODEL or the bundled model)")
+        parser.add_argument("--windows", action="store_true",
+                            help="also write the per-window table (an emotion timeline per file)")
+        parser.add_argument("--batch_size", type=int, default=64, help="windows per inference batch")
+        parser.add_argument("--max_seconds", type=float, default=None,
+                            help="refuse recordings longer than this (default: no limit)")

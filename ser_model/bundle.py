@@ -94,6 +94,17 @@ def resolve_bundle_path(path: str | os.PathLike | None = None) -> Path:
     return chosen
 
 
+def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
+    """Classes, feature settings and model id of a bundle, without loading Keras."""
+    path = resolve_bundle_path(path)
+    labels = json.loads((path / "labels.json").read_text())
+    feats = json.loads((path / "features.json").read_text())
+    FeatureConfig.from_dict(feats["features"])  # validate early
+    return {"path": str(path), "classes": list(labels["classes"]),
+            "gender_classes": list(labels.get("gender_classes", [])),
+            "features": feats["features"], "model_id": model_id_of(path / "model.keras")}
+
+
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
     import keras
 

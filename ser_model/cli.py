@@ -4,6 +4,7 @@
     ser train --features DIR --output BUNDLE          fit, evaluate, export a model bundle
     ser evaluate --features DIR [--model BUNDLE]      test-split report of a bundle
     ser predict FILE... [--model BUNDLE]              emotion of a few files, as a table
+    ser score --input GLOB --output PREFIX            archives -> Parquet, one row per file (Beam)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ COMMANDS = {
     "train": ("ser_model.train", "run", "fit the fused model on shards and export a bundle"),
     "evaluate": ("ser_model.evaluate", "run", "evaluate a bundle on a split of shards"),
     "predict": ("ser_model.predict", "run", "predict the emotion of a few audio files"),
+    "score": ("pipelines.score", "run", "score audio archives into Parquet (Apache Beam)"),
 }
 
 

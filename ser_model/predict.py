@@ -46,7 +46,12 @@ class Predictor:
 
     def features(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(starts_s, logmel (W, mels, frames, 1), mfcc (W, mfcc, frames, 1)) of a prepared waveform."""
-        wins = audio.windows(wave, self.cfg)
+        return self.window_features(audio.windows(wave, self.cfg))
+
+    def window_features(self, wins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        wins = list(wins)
+        if not wins:
+            raise audio.AudioError("silent", "no window with sound in it")
         feats = [compute_features(w.samples, self.cfg) for w in wins]
         return (np.array([w.start_s for w in wins]),
                 np.stack([f[0] for f in feats])[..., None], np.stack([f[1] for f in feats])[..., None])
@@ -57,21 +62,56 @@ class Predictor:
         return out if isinstance(out, dict) else {"emotion": out}
 
     def predict_wave(self, wave: np.ndarray, duration_s: float) -> Prediction:
-        starts, logmel, mfcc = self.features(wave)
+        return self._predict(self.features(wave), duration_s)
+
+    def predict_windows(self, wins, duration_s: float, chunk: int = 256) -> Prediction:
+        """Windows (e.g. streamed from a long file) in chunks, so memory stays bounded."""
+        starts, probs, genders = [], [], []
+        it = iter(wins)
+        while True:
+            part = [w for _, w in zip(range(chunk), it)]
+            if not part:
+                break
+            s, logmel, mfcc = self.window_features(part)
+            out = self.predict_features(logmel, mfcc)
+            starts.append(s)
+            probs.append(np.asarray(out["emotion"], np.float64))
+            if "gender" in out:
+                genders.append(np.asarray(out["gender"], np.float64))
+        if not probs:
+            raise audio.AudioError("silent", "no window with sound in it")
+        probs = np.concatenate(probs)
+        gender = np.concatenate(genders).mean(axis=0) if genders else None
+        return Prediction(duration_s, np.concatenate(starts), probs, probs.mean(axis=0),
+                          self.bundle.classes, gender)
+
+    def _predict(self, features, duration_s: float) -> Prediction:
+        starts, logmel, mfcc = features
         out = self.predict_features(logmel, mfcc)
         probs = np.asarray(out["emotion"], np.float64)
         gender = np.asarray(out["gender"]).mean(axis=0) if "gender" in out else None
         return Prediction(duration_s, starts, probs, probs.mean(axis=0), self.bundle.classes, gender)
 
+    def predict_fileobj(self, fileobj, max_seconds: float | None = None) -> Prediction:
+        """Any length: clips as in training, long recordings streamed (see ser_model.streaming).
+
+        Raises :class:`ser_model.audio.AudioError` for unusable audio.
+        """
+        from ser_model.streaming import open_windows
+
+        rec = open_windows(fileobj, self.cfg, max_seconds=max_seconds)
+        return self.predict_windows(rec.windows, rec.duration_s)
+
     def predict_bytes(self, data: bytes, max_seconds: float | None = None) -> Prediction:
-        """Raises :class:`ser_model.audio.AudioError` for unusable audio."""
-        samples, rate = audio.decode(data)
-        wave = audio.prepare(samples, rate, self.cfg, max_seconds=max_seconds)
-        return self.predict_wave(wave, samples.shape[0] / rate)
+        import io
+
+        if not data:
+            raise audio.AudioError("empty-file", "file is empty (0 bytes)")
+        return self.predict_fileobj(io.BytesIO(data), max_seconds=max_seconds)
 
     def predict_file(self, path: str, max_seconds: float | None = None) -> Prediction:
         with open(path, "rb") as f:
-            return self.predict_bytes(f.read(), max_seconds=max_seconds)
+            return self.predict_fileobj(f, max_seconds=max_seconds)
 
 
 def run(argv=None) -> int:

@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,3 +38,25 @@ def feature_dir(corpora_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("features") / "out"
     assert F.run(["--input", str(root), "--output", str(out), "--runner", "FnApiRunner"]) == 0
     return out
+
+
+# A DenseNet small enough to train in seconds: the real code path, a tiny network.
+TINY = ["--set", "model.backbone=densenet_tiny", "--set", "model.mel_pool=[2,2]",
+        "--set", "model.mfcc_filters=[8,16]", "--set", "training.batch_size=4",
+        "--set", "training.epochs=2", "--set", "training.warmup_epochs=0"]
+
+
+def ser(*args, timeout=600):
+    """Run the real `ser` command line in a subprocess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "ser_model.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(feature_dir, tmp_path_factory):
+    """(bundle folder, training stdout) of a few real training steps on the generated corpora."""
+    out = tmp_path_factory.mktemp("train") / "bundle"
+    proc = ser("train", "--features", feature_dir, "--output", out, *TINY, "--max_steps", "3")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out, proc.stdout

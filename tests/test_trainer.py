@@ -18,23 +18,12 @@ from ser_model.features import FeatureConfig
 from ser_model.predict import Predictor
 from tests.conftest import REPO
 
-TINY = ["--set", "model.backbone=densenet_tiny", "--set", "model.mel_pool=[2,2]",
-        "--set", "model.mfcc_filters=[8,16]", "--set", "training.batch_size=4",
-        "--set", "training.epochs=2", "--set", "training.warmup_epochs=0"]
-
-
-def ser(*args, timeout=600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "ser_model.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=REPO, timeout=timeout, env=env)
+from tests.conftest import TINY, ser
 
 
 @pytest.fixture(scope="module")
-def trained(feature_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "bundle"
-    proc = ser("train", "--features", feature_dir, "--output", out, *TINY, "--max_steps", "3")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return out, proc.stdout
+def trained(tiny_bundle):
+    return tiny_bundle
 
 
 def test_training_writes_a_self_describing_bundle(trained, feature_dir):

@@ -1,0 +1,123 @@
+"""The real scoring pipeline on generated audio of mixed formats, rates and lengths."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipelines import score as S
+from ser_model.predict import Predictor
+from tests import audiogen
+from tests.conftest import REPO, ser
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive")
+    audiogen.write(root / "calls/a.wav", seconds=2.0, rate=8000, pitch=200)
+    audiogen.write(root / "calls/b.flac", seconds=4.5, rate=44100, pitch=300, channels=2, fmt="FLAC")
+    audiogen.write(root / "calls/deep/c.ogg", seconds=1.0, rate=48000, pitch=150, fmt="OGG", subtype="VORBIS")
+    audiogen.write(root / "calls/d.aiff", seconds=3.0, rate=22050, pitch=250, fmt="AIFF")
+    # A multi-minute recording: speech-like bursts with pauses, streamed in blocks.
+    rate = 22050
+    parts = [audiogen.voice(2.5, rate, 120 + 40 * (i % 5), seed=i, silence=0.5) for i in range(40)]
+    (root / "long").mkdir()
+    sf.write(root / "long/interview.flac", np.concatenate(parts), rate, format="FLAC")
+    (root / "calls/empty.wav").write_bytes(b"")
+    (root / "calls/truncated.wav").write_bytes((root / "calls/a.wav").read_bytes()[:40])
+    (root / "calls/notes.mp3").write_text("not audio at all\n" * 20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scored(archive, tiny_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scores") / "run"
+    proc = ser("score", "--model", tiny_bundle[0], "--input", f"{archive}/calls/**", "--input",
+               archive / "long", "--output", out, "--windows", "--batch_size", "16")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_every_input_is_a_row_and_the_run_balances(scored, archive):
+    out, stdout = scored
+    assert "inputs 8 = scored 5 + failed 3" in stdout
+    rows = pq.read_table(f"{out}.files.parquet").to_pylist()
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(
+        ["a.wav", "b.flac", "c.ogg", "d.aiff", "interview.flac", "empty.wav", "truncated.wav", "notes.mp3"])
+    assert all(r["path"].startswith(str(archive)) for r in rows)
+
+
+def test_columns_probabilities_and_errors(scored, tiny_bundle):
+    out, _ = scored
+    table = pq.read_table(f"{out}.files.parquet")
+    classes = json.loads((tiny_bundle[0] / "labels.json").read_text())["classes"]
+    assert table.column_names == ["path", "duration_s", "n_windows", "label", "confidence",
+                                  *[f"p_{c}" for c in classes], "gender", "gender_confidence",
+                                  "model_id", "error"]
+    for row in table.to_pylist():
+        if row["error"] is None:
+            probs = np.array([row[f"p_{c}"] for c in classes])
+            assert np.isclose(probs.sum(), 1.0, atol=1e-5)
+            assert row["label"] == classes[int(probs.argmax())] and row["confidence"] == probs.max()
+            assert row["n_windows"] >= 1 and row["gender"] in ("female", "male")
+            assert row["model_id"].startswith("ser-")
+        else:
+            assert row["label"] is None and row["n_windows"] == 0
+    errors = {Path(r["path"]).name: r["error"] for r in table.to_pylist() if r["error"]}
+    assert errors["empty.wav"].startswith("empty-file")
+    assert errors["truncated.wav"].startswith("undecodable")
+    assert errors["notes.mp3"].startswith("undecodable")
+    dead = [json.loads(line) for line in Path(f"{out}.dead_letters.jsonl").read_text().splitlines()]
+    assert sorted(Path(d["path"]).name for d in dead) == ["empty.wav", "notes.mp3", "truncated.wav"]
+
+
+def test_long_recording_becomes_a_timeline(scored):
+    out, _ = scored
+    files = {Path(r["path"]).name: r for r in pq.read_table(f"{out}.files.parquet").to_pylist()}
+    long = files["interview.flac"]
+    assert long["duration_s"] == pytest.approx(40 * 3.5, abs=0.01)
+    windows = [w for w in pq.read_table(f"{out}.windows.parquet").to_pylist()
+               if w["path"].endswith("interview.flac")]
+    assert len(windows) == long["n_windows"] >= 80
+    starts = sorted(w["start_s"] for w in windows)
+    assert starts[0] == 0.0 and starts[-1] == pytest.approx(140 - 3.0, abs=0.01)
+    assert all(w["end_s"] - w["start_s"] == pytest.approx(3.0) for w in windows)
+
+
+def test_pipeline_scores_equal_the_in_process_predictor(scored, archive, tiny_bundle):
+    out, _ = scored
+    predictor = Predictor(str(tiny_bundle[0]))
+    rows = {Path(r["path"]).name: r for r in pq.read_table(f"{out}.files.parquet").to_pylist()}
+    for name in ("a.wav", "b.flac", "d.aiff", "interview.flac"):
+        path = next(archive.rglob(name))
+        pred = predictor.predict_file(str(path))
+        got = np.array([rows[name][f"p_{c}"] for c in predictor.bundle.classes])
+        assert np.allclose(got, pred.probs, atol=1e-5), name
+        assert rows[name]["n_windows"] == len(pred.starts_s)
+
+
+def test_predict_command_prints_a_table(tiny_bundle):
+    proc = ser("predict", "--model", tiny_bundle[0], *sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus"))[:3],
+               REPO / "README.md")
+    assert proc.returncode == 1  # one file (README.md) could not be scored
+    lines = proc.stdout.splitlines()
+    assert lines[1].split()[:3] == ["file", "true", "predicted"]
+    assert "1011_DFA_ANG_XX.opus" in proc.stdout and "angry" in proc.stdout
+    assert "README.md" in lines[-1] and "error" in lines[-1]
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    assert S.run(["--output", str(tmp_path / "x")]) == 2
+    assert S.run(["--input", "x", "--output", str(tmp_path / "x"), "--model", str(tmp_path)]) == 2
+
+
+def test_dataflow_job_builds_offline(tiny_bundle):
+    proc = ser("score", "--model", tiny_bundle[0], "--input", "gs://bucket/archive/**",
+               "--output", "gs://bucket/scores/run", "--runner", "DataflowRunner", "--dry_run=True",
+               "--no_auth", "--project", "my-project", "--region", "us-central1",
+               "--temp_location", "gs://bucket/tmp", "--setup_file", "./setup.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dry run" in proc.stdout
