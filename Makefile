@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-features clean
+.PHONY: setup browser demo test bench bench-features bench-train bench-score clean
 
 setup: $(STAMP)
 
@@ -16,16 +16,32 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
+# The main job on the bundled examples: feature pipeline, a short training run (a tiny
+# network, to show the trainer end to end), then bulk scoring with the bundled model.
 demo: setup
 	$(BIN)/ser features --input examples --output demo_out/features
+	$(BIN)/ser train --features demo_out/features --output demo_out/model --set model.backbone=densenet_tiny \
+		--set training.epochs=2 --set training.batch_size=4 --set training.warmup_epochs=0
+	$(BIN)/ser score --input 'examples/cremad/AudioWAV/*.opus' --output demo_out/scores --windows --summary
 
-test: setup
+# Debian's Chromium for the browser test (the Python playwright package drives it).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench-features: setup
 	$(BIN)/python benchmarks/features_throughput.py
 
-bench: bench-features
+bench-train: setup   # needs `ser features` output in out/features
+	$(BIN)/python benchmarks/train_throughput.py --features out/features
+
+bench-score: setup
+	$(BIN)/python benchmarks/score_throughput.py
+
+bench: bench-features bench-train bench-score
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

@@ -107,3 +107,6 @@ class ScoreOptions(PipelineOptions):
         parser.add_argument("--batch_size", type=int, default=64, help="windows per inference batch")
         parser.add_argument("--max_seconds", type=float, default=None,
                             help="refuse recordings longer than this (default: no limit)")
+        parser.add_argument("--summary", action="store_true",
+                            help="print a per-file table at the end (true label where the file name "
+                                 "follows a corpus's naming, predicted label, confidence)")

@@ -303,9 +303,41 @@ def run(argv: list[str] | None = None) -> int:
     balanced = counts["inputs"] == counts["scored"] + counts["failed"]
     print(f"inputs {counts['inputs']} = scored {counts['scored']} + failed {counts['failed']}"
           + ("" if balanced else "  (MISMATCH: files were lost)"))
+    if opts.summary:
+        print(summary_table(f"{output}.files.parquet"))
     print(f"wrote {output}.files.parquet" + (f" and {output}.windows.parquet" if opts.windows else "")
           + f" in {time.monotonic() - started:.1f} s (model {bundle['model_id']})")
     return 0 if balanced else 1
+
+
+def summary_table(parquet_path: str) -> str:
+    """A readable per-file table of a files table."""
+    import pyarrow.parquet as pq
+
+    from ser_model.corpora import Skip, parse_path
+    from ser_model.labels import load_label_table
+
+    table = load_label_table()
+    label_set = table.label_set()
+    lines = [f"{'file':34s} {'true':>9s} {'predicted':>10s} {'conf':>5s} {'gender':>7s}"]
+    correct = known = 0
+    for row in sorted(pq.read_table(parquet_path).to_pylist(), key=lambda r: r["path"]):
+        try:
+            true = label_set.class_of(parse_path(row["path"], table).label) or "-"
+        except Skip:
+            true = "?"
+        name = row["path"].rsplit("/", 1)[-1][:34]
+        if row["error"]:
+            lines.append(f"{name:34s} {true:>9s}  error: {row['error']}")
+            continue
+        if true not in ("?", "-"):
+            known += 1
+            correct += true == row["label"]
+        lines.append(f"{name:34s} {true:>9s} {row['label']:>10s} {row['confidence']:5.2f} "
+                     f"{row.get('gender') or '':>7s}")
+    if known:
+        lines.append(f"{correct}/{known} correct where the file name gives the true label")
+    return "\n".join(lines)
 
 
 def _is_dir(path: str) -> bool:

@@ -5,6 +5,7 @@
     ser evaluate --features DIR [--model BUNDLE]      test-split report of a bundle
     ser predict FILE... [--model BUNDLE]              emotion of a few files, as a table
     ser score --input GLOB --output PREFIX            archives -> Parquet, one row per file (Beam)
+    ser app [--port 8501]                             the web app
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ COMMANDS = {
     "evaluate": ("ser_model.evaluate", "run", "evaluate a bundle on a split of shards"),
     "predict": ("ser_model.predict", "run", "predict the emotion of a few audio files"),
     "score": ("pipelines.score", "run", "score audio archives into Parquet (Apache Beam)"),
+    "app": ("ser_model.webapp", "run", "start the web app (Streamlit)"),
 }
 
 

@@ -89,3 +89,17 @@ def parse_label_table(data: Mapping) -> LabelTable:
 @lru_cache(maxsize=4)
 def load_label_table(path: str = "labels") -> LabelTable:
     return parse_label_table(load_yaml(path))
+
+
+# The app's three-way summary. Surprise in these corpora is acted as pleasant
+# (TESS names it "pleasant surprise"), so it counts as positive; calm is neutral.
+VALENCE = {"happy": "positive", "surprised": "positive", "neutral": "neutral", "calm": "neutral",
+           "sad": "negative", "angry": "negative", "fearful": "negative", "disgust": "negative"}
+
+
+def valence_summary(probs, classes) -> dict[str, float]:
+    """Sum class probabilities into positive / neutral / negative (see VALENCE)."""
+    out = {"positive": 0.0, "neutral": 0.0, "negative": 0.0}
+    for p, c in zip(probs, classes):
+        out[VALENCE[c]] += float(p)
+    return out

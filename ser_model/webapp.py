@@ -1,0 +1,195 @@
+"""The Streamlit app: one recording in (upload, microphone or example), its emotion out.
+
+    streamlit run app.py        or        ser app [--port 8501]
+
+Settings (environment): SER_MODEL (bundle folder; default: the bundled model),
+SER_APP_MAX_MB (upload size limit, default 20), SER_APP_MAX_SECONDS (default 600).
+Uploads are processed in memory and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cremad" / "AudioWAV"
+AUDIO_TYPES = ["wav", "flac", "ogg", "opus", "mp3", "aiff", "aif"]
+EMOJI = {"neutral": "😐", "calm": "😌", "happy": "😊", "sad": "😢", "angry": "😠", "fearful": "😨",
+         "disgust": "🤢", "surprised": "😮"}
+
+
+def settings() -> dict:
+    return {"model": os.environ.get("SER_MODEL") or None,
+            "max_mb": float(os.environ.get("SER_APP_MAX_MB", "20")),
+            "max_seconds": float(os.environ.get("SER_APP_MAX_SECONDS", "600"))}
+
+
+def main() -> None:
+    import streamlit as st
+
+    from ser_model.analysis import InputError, analyse
+
+    st.set_page_config(page_title="Speech emotion recognition", page_icon="🎙️", layout="wide")
+    cfg = settings()
+
+    @st.cache_resource(show_spinner="Loading the model ...")
+    def predictor_for(path):  # once per server process, shared by every session
+        from ser_model.predict import Predictor
+
+        return Predictor(path)
+
+    st.title("Speech emotion recognition")
+    try:
+        predictor = predictor_for(cfg["model"])
+    except FileNotFoundError as err:
+        st.error(f"No model: {err}")
+        return
+    sidebar_model_card(st, predictor.bundle)
+
+    source = st.radio("Recording", ["Upload a file", "Record with the microphone", "Bundled example"],
+                      horizontal=True, key="source")
+    data, name = None, None
+    if source == "Upload a file":
+        up = st.file_uploader(f"Audio file ({', '.join(AUDIO_TYPES)}; up to {cfg['max_mb']:g} MB)",
+                              type=AUDIO_TYPES, key="upload")
+        if up is not None:
+            data, name = up.getvalue(), up.name
+    elif source == "Record with the microphone":
+        rec = st.audio_input("Record a few seconds of speech", key="mic")
+        if rec is not None:
+            data, name = rec.getvalue(), "recording.wav"
+    else:
+        examples = sorted(p.name for p in EXAMPLES.glob("*.opus"))
+        choice = st.selectbox("Example (CREMA-D, ODbL)", examples, key="example")
+        if choice:
+            data, name = (EXAMPLES / choice).read_bytes(), choice
+    if data is None:
+        st.info("Choose a recording to analyse.")
+        return
+
+    st.audio(data)
+    try:
+        with st.spinner("Analysing ..."):
+            result = analyse(data, predictor, int(cfg["max_mb"] * 2**20), cfg["max_seconds"])
+    except InputError as err:
+        st.error(f"{name}: {err}")
+        return
+    show_result(st, result, name)
+
+
+def sidebar_model_card(st, bundle) -> None:
+    metrics = bundle.metrics.get("file", {})
+    with st.sidebar:
+        st.header("Model")
+        st.caption(f"`{bundle.model_id}` · {len(bundle.classes)} classes: {', '.join(bundle.classes)}")
+        if metrics:
+            st.markdown(f"Held-out speakers: **UAR {metrics['uar']:.2f}**, accuracy "
+                        f"{metrics['accuracy']:.2f} ({metrics['n']} test files).")
+            rows = [{"corpus": c, "files": s["n"], "UAR": round(s["uar"], 2)}
+                    for c, s in metrics.get("per_corpus", {}).items()]
+            st.dataframe(rows, hide_index=True)
+        st.caption("Trained on acted emotional speech; expect less on natural speech. "
+                   "See MODEL_CARD.md in the bundle.")
+
+
+def show_result(st, result, name: str) -> None:
+    import pandas as pd
+
+    pred = result.prediction
+    st.subheader(f"{EMOJI.get(pred.label, '')} {pred.label}")
+    cols = st.columns(4)
+    cols[0].metric("Emotion", pred.label, f"{pred.confidence:.0%} confidence", delta_color="off", delta_arrow="off")
+    top_valence = max(result.valence, key=result.valence.get)
+    cols[1].metric("Valence", top_valence, f"{result.valence[top_valence]:.0%}", delta_color="off", delta_arrow="off")
+    if pred.gender_probs is not None:
+        g = ("female", "male")[int(np.argmax(pred.gender_probs))]
+        cols[2].metric("Speaker gender (guess)", g, f"{np.max(pred.gender_probs):.0%}", delta_color="off", delta_arrow="off")
+    cols[3].metric("Length", f"{pred.duration_s:.1f} s", f"{len(pred.starts_s)} window(s)", delta_color="off", delta_arrow="off")
+
+    left, right = st.columns(2)
+    probs = pd.DataFrame({"emotion": pred.classes, "probability": pred.probs})
+    left.markdown("**Class probabilities**")
+    left.bar_chart(probs, x="emotion", y="probability", height=260, sort=False)
+    right.markdown("**Probabilities (polar)**")
+    right.pyplot(polar_figure(pred.classes, pred.probs))
+    st.markdown("**Positive / neutral / negative** (happy and surprised positive; neutral and calm "
+                "neutral; sad, angry, fearful and disgust negative)")
+    st.bar_chart(pd.DataFrame({"valence": list(result.valence), "probability": list(result.valence.values())}),
+                 x="valence", y="probability", height=180, horizontal=True, sort=False)
+    st.markdown("**Waveform**")
+    st.pyplot(waveform_figure(result.wave, result.rate))
+    a, b = st.columns(2)
+    a.markdown("**Log-mel spectrogram** (first window, as the model sees it)")
+    a.pyplot(image_figure(result.logmel, "mel band", "dB"))
+    b.markdown("**MFCC** (first window, standardised with the training statistics, as the model sees it)")
+    b.pyplot(image_figure(result.mfcc_standardised, "coefficient", "z"))
+    if len(pred.starts_s) > 1:
+        st.markdown("**Emotion over time** (one point per window)")
+        timeline = pd.DataFrame(pred.window_probs, columns=list(pred.classes), index=pred.starts_s)
+        timeline.index.name = "start (s)"
+        st.line_chart(timeline, height=260)
+
+
+def polar_figure(classes, probs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    angles = np.linspace(0, 2 * np.pi, len(classes), endpoint=False)
+    fig = plt.figure(figsize=(3.6, 3.6), dpi=100)
+    ax = fig.add_subplot(projection="polar")
+    ax.bar(angles, probs, width=2 * np.pi / len(classes) * 0.8, alpha=0.75, color="tab:blue")
+    ax.set_xticks(angles, classes, fontsize=8)
+    ax.set_yticklabels([])
+    fig.tight_layout()
+    return fig
+
+
+def waveform_figure(wave, rate):
+    import matplotlib.pyplot as plt
+
+    from ser_model.analysis import envelope
+
+    low, high = envelope(wave)
+    t = np.linspace(0, len(wave) / rate, len(low))
+    fig, ax = plt.subplots(figsize=(9, 1.8), dpi=100)
+    ax.fill_between(t, low, high, color="tab:blue", linewidth=0)
+    ax.set_xlabel("seconds")
+    ax.set_xlim(0, len(wave) / rate)
+    fig.tight_layout()
+    return fig
+
+
+def image_figure(matrix, ylabel, unit):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 2.6), dpi=100)
+    im = ax.imshow(matrix, origin="lower", aspect="auto", cmap="magma")
+    ax.set_xlabel("frame")
+    ax.set_ylabel(ylabel)
+    fig.colorbar(im, ax=ax, label=unit)
+    fig.tight_layout()
+    return fig
+
+
+def run(argv=None) -> int:
+    """`ser app [--port N]`: start the Streamlit server on this app."""
+    import argparse
+    import subprocess
+    import sys
+
+    p = argparse.ArgumentParser(prog="ser app", description="Start the web app (Streamlit).")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--model", default=None, help="bundle folder (default: $SER_MODEL or the bundled model)")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ, **({"SER_MODEL": args.model} if args.model else {}))
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve()),
+                            "--server.port", str(args.port), "--server.headless", "true",
+                            "--browser.gatherUsageStats", "false"], env=env)
+
+
+if __name__ == "__main__":
+    main()
