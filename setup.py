@@ -22,6 +22,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11,<3.13",
     packages=find_packages(include=["ser_model", "ser_model.*", "pipelines", "pipelines.*"]),
+    package_data={"ser_model": ["bundled_model/*"]},
     data_files=[("configs", [str(p) for p in Path("configs").glob("*.yaml")])],
     install_requires=requirements(),
     entry_points={"console_scripts": ["ser=ser_model.cli:main"]},

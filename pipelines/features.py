@@ -38,7 +38,8 @@ from ser_model.labels import LabelSet, parse_label_table
 from ser_model.splits import SplitConfig
 from pipelines import transforms as T
 from pipelines.options import (FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions,
-                               is_local, print_help, with_local_defaults)
+                               is_local, print_help, with_local_defaults,
+                               console_logging, wants_help)
 from pipelines.tfrecord_sink import read_bytes, write_text
 
 LOG = logging.getLogger("ser.features")
@@ -277,11 +278,9 @@ def _announce_matches(job: Job) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse flags, run the pipeline into a staging folder, publish, print the counts."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("apache_beam", "absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    console_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
+    if wants_help(argv):
         print_help(FeaturesOptions, "ser features", __doc__.split("\n")[0], FEATURES_INPUT_HELP,
                    FEATURES_OUTPUT_HELP)
         return 0

@@ -27,7 +27,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, is_local,
-                               print_help, with_local_defaults)
+                               print_help, with_local_defaults, console_logging, wants_help)
 from pipelines.tfrecord_sink import write_text
 
 LOG = logging.getLogger("ser.score")
@@ -259,11 +259,9 @@ def build_pipeline(p: beam.Pipeline, inputs: list[str], output: str, bundle: dic
 
 
 def run(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("apache_beam", "absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    console_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
+    if wants_help(argv):
         print_help(ScoreOptions, "ser score", "Score audio archives with a model bundle into Parquet.",
                    SCORE_INPUT_HELP, SCORE_OUTPUT_HELP)
         return 0
