@@ -69,13 +69,13 @@ def main() -> None:
         st.info("Choose a recording to analyse.")
         return
 
-    st.audio(data)
     try:
         with st.spinner("Analysing ..."):
             result = analyse(data, predictor, int(cfg["max_mb"] * 2**20), cfg["max_seconds"])
     except InputError as err:
         st.error(f"{name}: {err}")
         return
+    st.audio(data)
     show_result(st, result, name)
 
 
