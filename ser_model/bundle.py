@@ -55,6 +55,7 @@ def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelS
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
         _inference_copy(model).save(tmp / "model.keras")
         outputs = list(model.output_names) if hasattr(model, "output_names") else ["emotion"]

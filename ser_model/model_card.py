@@ -51,6 +51,11 @@ def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
         f"macro-F1 {f['macro_f1']:.3f}.", "",
         "| corpus | files | UAR | accuracy |", "|---|---|---|---|",
         *[f"| {c} | {s['n']} | {s['uar']:.3f} | {s['accuracy']:.3f} |" for c, s in f["per_corpus"].items()],
+        "",
+        f"Mean of the per-corpus UARs: {sum(s['uar'] for s in f['per_corpus'].values()) / len(f['per_corpus']):.3f}. "
+        "Read the pooled figure with care: TESS (two speakers, split by word, so its test speakers were "
+        "seen in training) is easy and scores near 1.0, while CREMA-D, the largest and hardest corpus, "
+        "is the most honest figure of how the model does on voices it never heard.",
         "", "| gender | files | UAR | accuracy |", "|---|---|---|---|",
         *[f"| {g} | {s['n']} | {s['uar']:.3f} | {s['accuracy']:.3f} |" for g, s in f["per_gender"].items()],
         "", "Per-class recall: " + ", ".join(f"{c} {r:.2f}" for c, r in f["recall"].items()) + ".", "",
