@@ -43,8 +43,9 @@ def tree_rss(pid: int) -> int:
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                stack += [int(c) for c in f.read().split()]
+            for task in os.listdir(f"/proc/{p}/task"):  # children are listed per creating thread
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
@@ -109,7 +110,7 @@ def long_recording(files: list[Path], minutes: float, path: Path) -> float:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
-    p.add_argument("--limit", type=int, default=1500, help="files in the sample (0: all)")
+    p.add_argument("--limit", type=int, default=0, help="files in a random sample (default 0: all)")
     p.add_argument("--naive_limit", type=int, default=300, help="files for the naive loop (slow)")
     p.add_argument("--model", default=None, help="bundle (default: the bundled model)")
     p.add_argument("--long_minutes", type=float, default=60.0)

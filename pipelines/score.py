@@ -24,7 +24,7 @@ import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, TestOptions
 
 from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, is_local,
                                print_help, with_local_defaults, console_logging, wants_help)
@@ -177,10 +177,15 @@ def error_row(dead: dict, classes, gender_classes, model_id: str) -> dict:
 
 
 def join_file(element, classes, gender_classes, model_id):
+    """File info + mean probabilities -> a row; a file with one but not the other still gets a row."""
     path, grouped = element
-    infos, means = grouped["info"], grouped["mean"]
+    infos, means = list(grouped["info"]), list(grouped["mean"])
     if infos and means:
         yield file_row(path, infos[0], means[0], classes, gender_classes, model_id)
+    else:  # never silently lose a file: say what went missing
+        missing = "scores" if infos else "file info"
+        yield error_row(_dead(path, "score", "internal", f"no {missing} for this file"),
+                        classes, gender_classes, model_id)
 
 
 def window_row(scored, classes, window_seconds: float) -> dict:
@@ -283,8 +288,16 @@ def run(argv: list[str] | None = None) -> int:
     options = with_local_defaults(options, argv)
     if is_local(options):
         os.environ.setdefault("SER_TF_THREADS", "1")
+        n_files = 0
         for glob in inputs:
-            LOG.info("input %s: %d files", glob, len(FileSystems.match([glob])[0].metadata_list))
+            n = len(FileSystems.match([glob])[0].metadata_list)
+            n_files += n
+            LOG.info("input %s: %d files", glob, n)
+        direct = options.view_as(DirectOptions)
+        if not any(a.startswith("--direct_num_workers") for a in argv) and 0 < n_files < direct.direct_num_workers:
+            # A file is decoded and scored by one worker; an idle worker would still load
+            # TensorFlow and the model (~0.9 GB), so start no more workers than files.
+            direct.direct_num_workers = n_files
     output = io.output
     parent = os.path.dirname(output)
     if parent and "://" not in output:
