@@ -95,3 +95,11 @@ def test_envelope_keeps_the_extremes():
     wave = np.sin(np.linspace(0, 100, 10000))
     low, high = envelope(wave, points=100)
     assert len(low) == 100 and np.isclose(high.max(), wave.max()) and np.isclose(low.min(), wave.min())
+
+
+def test_microphone_recording_is_analysed(app):
+    app.radio(key="source").set_value("Record with the microphone").run()
+    app.audio_input(key="mic").upload("recording.wav", wav_bytes(2.0, rate=48000)).run()
+    assert not app.exception and not app.error
+    assert [m.label for m in app.metric][0] == "Emotion"
+    assert app.metric[3].value == "2.6 s"
