@@ -1,14 +1,14 @@
 """Bulk scoring: audio archives -> one Parquet row per file (and per window).
 
-    MatchFiles per --input ─► Reshuffle ─► FileWindows (decode in blocks, window, log-mel + MFCC)
+    MatchFiles per --input ─► dedupe by path (a shuffle) ─► FileWindows (decode in blocks, window, features)
         ─► BatchElements ─► Infer (model loaded once per worker in setup())
         ─► per-window rows ──────────────────────────────► [PREFIX.windows.parquet]
         ─► mean per file ─► join with file info ─► rows ─► PREFIX.files.parquet
     failures anywhere ─► dead letters (and a row with `error`) ─► PREFIX.dead_letters.jsonl
 
-Windows of one long file are emitted as they are decoded and flow through the
-rest of the pipeline independently, so an hours-long recording is never held in
-memory and its windows can be scored on several workers.
+Windows of one long file are emitted as they are decoded and scored in batches
+as they come (the steps are fused), so an hours-long recording is never held in
+memory. One file is scored by one worker.
 """
 
 from __future__ import annotations
