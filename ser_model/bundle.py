@@ -22,6 +22,7 @@ from typing import Mapping
 
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet
+from ser_model.records import GENDER_CLASSES
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "bundled_model"
 BUNDLE_ENV = "SER_MODEL"
@@ -60,7 +61,7 @@ def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelS
         _inference_copy(model).save(tmp / "model.keras")
         outputs = list(model.output_names) if hasattr(model, "output_names") else ["emotion"]
         labels = {"classes": list(label_set.classes), "label_set": label_set.to_json(),
-                  "gender_classes": ["female", "male"] if "gender" in outputs else []}
+                  "gender_classes": list(GENDER_CLASSES) if "gender" in outputs else []}
         (tmp / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
         (tmp / "features.json").write_text(json.dumps(
             {"format": "ser-bundle-features/1", "features": features.to_json(),

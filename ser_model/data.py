@@ -15,15 +15,14 @@ import numpy as np
 import tensorflow as tf
 
 from ser_model.feature_dir import FeatureDir, FeatureMismatch, open_feature_dir
-from ser_model.records import GENDERS, parse_examples
+from ser_model.records import GENDER_CLASSES, GENDERS, parse_examples
 
 AUTOTUNE = tf.data.AUTOTUNE
-GENDER_CLASSES = ("female", "male")
 
 
 def gender_ids(gender: tf.Tensor) -> tf.Tensor:
-    """female -> 0, male -> 1, anything else -> -1 (masked out of the gender loss)."""
-    return tf.where(gender == "female", 0, tf.where(gender == "male", 1, -1))
+    """Index in GENDER_CLASSES (female 0, male 1); anything else -1 (masked out of the gender loss)."""
+    return tf.where(gender == GENDER_CLASSES[0], 0, tf.where(gender == GENDER_CLASSES[1], 1, -1))
 
 
 def _to_model_inputs(parsed: dict) -> dict:

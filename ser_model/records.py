@@ -30,6 +30,7 @@ import numpy as np
 from ser_model.features import FeatureConfig
 
 GENDERS = ("female", "male", "unknown")
+GENDER_CLASSES = ("female", "male")  # the gender head's outputs, in order
 _STRING_KEYS = ("label", "emotion", "raw_label", "speaker", "corpus", "gender", "split", "sentence", "path")
 
 
