@@ -76,7 +76,7 @@ def main() -> None:
         st.error(f"{name}: {err}")
         return
     st.audio(data)
-    show_result(st, result, name)
+    show_result(st, result, predictor.bundle.gender_classes)
 
 
 def sidebar_model_card(st, bundle) -> None:
@@ -94,7 +94,7 @@ def sidebar_model_card(st, bundle) -> None:
                    "See MODEL_CARD.md in the bundle.")
 
 
-def show_result(st, result, name: str) -> None:
+def show_result(st, result, gender_classes) -> None:
     import pandas as pd
 
     pred = result.prediction
@@ -104,7 +104,7 @@ def show_result(st, result, name: str) -> None:
     top_valence = max(result.valence, key=result.valence.get)
     cols[1].metric("Valence", top_valence, f"{result.valence[top_valence]:.0%}", delta_color="off", delta_arrow="off")
     if pred.gender_probs is not None:
-        g = ("female", "male")[int(np.argmax(pred.gender_probs))]
+        g = gender_classes[int(np.argmax(pred.gender_probs))]
         cols[2].metric("Speaker gender (guess)", g, f"{np.max(pred.gender_probs):.0%}", delta_color="off", delta_arrow="off")
     cols[3].metric("Length", f"{pred.duration_s:.1f} s", f"{len(pred.starts_s)} window(s)", delta_color="off", delta_arrow="off")
 
