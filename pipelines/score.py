@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, is_local,
                                print_help, with_local_defaults, console_logging, wants_help)
 from pipelines.tfrecord_sink import write_text
+from ser_model.labels import LabelSet
 
 LOG = logging.getLogger("ser.score")
 DEAD = "dead_letter"
@@ -130,12 +131,8 @@ class MeanProbs(beam.CombineFn):
         return None, None, 0
 
     def add_input(self, acc, scored):
-        total, gender, n = acc
-        probs, g = scored
-        total = probs if total is None else total + probs
-        if g is not None:
-            gender = g if gender is None else gender + g
-        return total, gender, n + 1
+        probs, gender = scored
+        return self.merge_accumulators([acc, (probs, gender, 1)])
 
     def merge_accumulators(self, accs):
         total = gender = None
@@ -315,28 +312,24 @@ def run(argv: list[str] | None = None) -> int:
     print(f"inputs {counts['inputs']} = scored {counts['scored']} + failed {counts['failed']}"
           + ("" if balanced else "  (MISMATCH: files were lost)"))
     if opts.summary:
-        print(summary_table(f"{output}.files.parquet"))
+        print(summary_table(f"{output}.files.parquet", LabelSet.from_json(bundle["label_set"])))
     print(f"wrote {output}.files.parquet" + (f" and {output}.windows.parquet" if opts.windows else "")
           + f" in {time.monotonic() - started:.1f} s (model {bundle['model_id']})")
     return 0 if balanced else 1
 
 
-def summary_table(parquet_path: str) -> str:
-    """A readable per-file table of a files table."""
+def summary_table(parquet_path: str, label_set) -> str:
+    """A readable per-file table of a files table (true labels in the model's label set)."""
     import pyarrow.parquet as pq
 
-    from ser_model.corpora import Skip, parse_path
+    from ser_model.corpora import expected_class
     from ser_model.labels import load_label_table
 
     table = load_label_table()
-    label_set = table.label_set()
     lines = [f"{'file':34s} {'true':>9s} {'predicted':>10s} {'conf':>5s} {'gender':>7s}"]
     correct = known = 0
     for row in sorted(pq.read_table(parquet_path).to_pylist(), key=lambda r: r["path"]):
-        try:
-            true = label_set.class_of(parse_path(row["path"], table).label) or "-"
-        except Skip:
-            true = "?"
+        true = expected_class(row["path"], table, label_set)
         name = row["path"].rsplit("/", 1)[-1][:34]
         if row["error"]:
             lines.append(f"{name:34s} {true:>9s}  error: {row['error']}")

@@ -65,9 +65,7 @@ class TFRecordGzipWriter:
     def close(self) -> None:
         self._raw.write(self._zip.flush())
         self._raw.close()
-        if FileSystems.exists(self.path):
-            FileSystems.delete([self.path])
-        FileSystems.rename([self.tmp_path], [self.path])
+        _replace(self.tmp_path, self.path)
 
     def abort(self) -> None:
         try:
@@ -83,6 +81,11 @@ def write_text(path: str, text: str) -> None:
     with FileSystems.create(tmp, mime_type="text/plain",
                             compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(text.encode("utf-8"))
+    _replace(tmp, path)
+
+
+def _replace(tmp: str, path: str) -> None:
+    """Move a finished temporary file over ``path`` (rename does not overwrite on every filesystem)."""
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])

@@ -14,6 +14,7 @@ from ser_model import audio
 from ser_model.features import compute_features
 from ser_model.labels import valence_summary
 from ser_model.predict import Prediction, Predictor
+from ser_model.streaming import open_windows
 
 
 class InputError(ValueError):
@@ -38,8 +39,10 @@ def analyse(data: bytes, predictor: Predictor, max_bytes: int, max_seconds: floa
     if len(data) > max_bytes:
         raise InputError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
     try:
-        prediction = predictor.predict_bytes(data, max_seconds=max_seconds)
-        samples, rate = audio.decode(data)
+        rec = open_windows(io.BytesIO(data), predictor.cfg, max_seconds=max_seconds)
+        windows = list(rec.windows)  # at most max_seconds of audio: kept for the display
+        prediction = predictor.predict_windows(windows, rec.duration_s)
+        samples, rate = audio.decode(data)  # the raw recording, for the waveform plot
     except audio.AudioError as err:
         messages = {"undecodable": "This is not an audio file this app can read "
                                    "(wav, flac, ogg, opus, mp3, aiff).",
@@ -51,18 +54,11 @@ def analyse(data: bytes, predictor: Predictor, max_bytes: int, max_seconds: floa
         raise InputError(messages.get(err.kind, str(err))) from None
     cfg = predictor.cfg
     wave = audio.resample(audio.to_mono(samples), rate, cfg.sample_rate)
-    first = next(iter(_display_windows(data, predictor)))
-    logmel, mfcc = compute_features(first.samples, cfg)
+    logmel, mfcc = compute_features(windows[0].samples, cfg)
     stats = predictor.bundle.stats
     z = (mfcc - np.asarray(stats["mfcc_mean"])[:, None]) / np.asarray(stats["mfcc_std"])[:, None]
     return Analysis(prediction, cfg.sample_rate, wave, logmel, mfcc,
                     valence_summary(prediction.probs, prediction.classes), z)
-
-
-def _display_windows(data: bytes, predictor: Predictor):
-    from ser_model.streaming import open_windows
-
-    return open_windows(io.BytesIO(data), predictor.cfg).windows
 
 
 def envelope(wave: np.ndarray, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:

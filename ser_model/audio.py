@@ -24,21 +24,35 @@ class AudioError(ValueError):
         self.kind = kind
 
 
-def decode(data: bytes) -> tuple[np.ndarray, int]:
-    """Bytes of an audio file -> ``(samples (frames, channels) float32, sample rate)``."""
-    if not data:
-        raise AudioError("empty-file", "file is empty (0 bytes)")
+def open_sound(fileobj) -> sf.SoundFile:
+    """A libsndfile handle on a binary file object (format detected by content)."""
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return sf.SoundFile(fileobj)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         # libsndfile's own words, without the "Error opening <BytesIO at 0x...>" prefix
         reason = getattr(err, "error_string", None) or str(err)
         raise AudioError("undecodable", f"not a readable audio file: {reason}") from None
+
+
+def read_samples(snd: sf.SoundFile) -> np.ndarray:
+    """All of an open file's samples, ``(frames, channels)`` float32, checked non-empty and finite."""
+    try:
+        samples = snd.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError("undecodable", f"audio data is unreadable: {err}") from None
     if samples.shape[0] == 0:
         raise AudioError("no-samples", "audio file holds no samples")
     if not np.all(np.isfinite(samples)):
         raise AudioError("undecodable", "audio holds NaN or infinite samples")
-    return samples, int(rate)
+    return samples
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    """Bytes of an audio file -> ``(samples (frames, channels) float32, sample rate)``."""
+    if not data:
+        raise AudioError("empty-file", "file is empty (0 bytes)")
+    snd = open_sound(io.BytesIO(data))
+    return read_samples(snd), int(snd.samplerate)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

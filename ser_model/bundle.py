@@ -103,7 +103,7 @@ def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
     feats = json.loads((path / "features.json").read_text())
     FeatureConfig.from_dict(feats["features"])  # validate early
     return {"path": str(path), "classes": list(labels["classes"]),
-            "gender_classes": list(labels.get("gender_classes", [])),
+            "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
             "features": feats["features"], "model_id": model_id_of(path / "model.keras")}
 
 

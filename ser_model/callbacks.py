@@ -8,9 +8,8 @@ import shutil
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from ser_model.evaluate import aggregate_files, scores
+from ser_model.evaluate import aggregate_files, predict_dataset, scores
 
 
 class ResumableState(keras.callbacks.Callback):
@@ -81,13 +80,8 @@ class ValidationUAR(keras.callbacks.Callback):
         self.epochs_seen = 0
 
     def on_epoch_end(self, epoch, logs=None):
-        probs, meta = [], {"path": [], "label_id": []}
-        for inputs, batch_meta in self.val_ds:
-            out = self.model.predict_on_batch(inputs)
-            probs.append(np.asarray(out["emotion"] if isinstance(out, dict) else out))
-            meta["path"].extend(batch_meta["path"].numpy())
-            meta["label_id"].extend(batch_meta["label_id"].numpy())
-        file_probs, file_meta = aggregate_files(np.concatenate(probs), meta)
+        probs, _, meta = predict_dataset(self.model, self.val_ds)
+        file_probs, file_meta = aggregate_files(probs, meta)
         uar = scores(file_meta["label_id"], file_probs.argmax(1), self.classes)["uar"]
         self.epochs_seen += 1
         if logs is not None:

@@ -152,8 +152,13 @@ def predict_split(model, fdir, split: str, batch_size: int = 64):
     """Window probabilities (and gender probabilities) of a whole split, with its metadata."""
     from ser_model.data import eval_dataset
 
+    return predict_dataset(model, eval_dataset(fdir, split, batch_size))
+
+
+def predict_dataset(model, dataset):
+    """``(probs, gender probs or None, metadata arrays)`` over batches of ``(inputs, metadata)``."""
     probs, gender, meta = [], [], defaultdict(list)
-    for inputs, batch_meta in eval_dataset(fdir, split, batch_size):
+    for inputs, batch_meta in dataset:
         out = model.predict_on_batch(inputs)
         out = out if isinstance(out, dict) else {"emotion": out}
         probs.append(np.asarray(out["emotion"]))

@@ -37,7 +37,7 @@ class Prediction:
 
 
 class Predictor:
-    """Loads a bundle once; predicts from file bytes, decoded samples or a prepared waveform."""
+    """Loads a bundle once; predicts from file bytes, a file object, a path or windows."""
 
     def __init__(self, bundle: Bundle | str | None = None, batch_size: int = 64):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -61,9 +61,6 @@ class Predictor:
                                         verbose=0)
         return out if isinstance(out, dict) else {"emotion": out}
 
-    def predict_wave(self, wave: np.ndarray, duration_s: float) -> Prediction:
-        return self._predict(self.features(wave), duration_s)
-
     def predict_windows(self, wins, duration_s: float, chunk: int = 256) -> Prediction:
         """Windows (e.g. streamed from a long file) in chunks, so memory stays bounded."""
         starts, probs, genders = [], [], []
@@ -84,13 +81,6 @@ class Predictor:
         gender = np.concatenate(genders).mean(axis=0) if genders else None
         return Prediction(duration_s, np.concatenate(starts), probs, probs.mean(axis=0),
                           self.bundle.classes, gender)
-
-    def _predict(self, features, duration_s: float) -> Prediction:
-        starts, logmel, mfcc = features
-        out = self.predict_features(logmel, mfcc)
-        probs = np.asarray(out["emotion"], np.float64)
-        gender = np.asarray(out["gender"]).mean(axis=0) if "gender" in out else None
-        return Prediction(duration_s, starts, probs, probs.mean(axis=0), self.bundle.classes, gender)
 
     def predict_fileobj(self, fileobj, max_seconds: float | None = None) -> Prediction:
         """Any length: clips as in training, long recordings streamed (see ser_model.streaming).
@@ -121,7 +111,7 @@ def run(argv=None) -> int:
     import sys
 
     from ser_model.audio import AudioError
-    from ser_model.corpora import Skip, parse_path
+    from ser_model.corpora import expected_class
     from ser_model.labels import load_label_table
 
     p = argparse.ArgumentParser(prog="ser predict", description="Predict the emotion of a few audio files "
@@ -142,10 +132,7 @@ def run(argv=None) -> int:
     failures = 0
     for path in args.files:
         name = os.path.basename(path)[:40]
-        try:
-            true = predictor.bundle.label_set.class_of(parse_path(path, table).label) or "-"
-        except Skip:
-            true = "?"
+        true = expected_class(path, table, predictor.bundle.label_set)
         try:
             pred = predictor.predict_file(path, max_seconds=args.max_seconds)
         except (AudioError, OSError) as err:

@@ -39,11 +39,7 @@ def open_windows(fileobj: BinaryIO, cfg: FeatureConfig, block_seconds: float = 3
 
     ``max_seconds`` (None: no limit) refuses longer recordings before decoding them.
     """
-    try:
-        snd = sf.SoundFile(fileobj)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise audio.AudioError("undecodable", f"not a readable audio file: "
-                                              f"{getattr(err, 'error_string', None) or err}") from None
+    snd = audio.open_sound(fileobj)
     frames, rate = snd.frames, snd.samplerate
     if frames <= 0:
         raise audio.AudioError("no-samples", "audio file holds no samples")
@@ -51,10 +47,7 @@ def open_windows(fileobj: BinaryIO, cfg: FeatureConfig, block_seconds: float = 3
     if max_seconds and duration > max_seconds:
         raise audio.AudioError("too-long", f"{duration:.1f} s is longer than the {max_seconds:g} s limit")
     if duration <= cfg.max_seconds:
-        samples = snd.read(dtype="float32", always_2d=True)
-        if not np.all(np.isfinite(samples)):
-            raise audio.AudioError("undecodable", "audio holds NaN or infinite samples")
-        wave = audio.prepare(samples, rate, cfg)
+        wave = audio.prepare(audio.read_samples(snd), rate, cfg)
         return Recording(duration, False, iter(audio.windows(wave, cfg)))
     return Recording(duration, True, _stream(snd, cfg, block_seconds))
 

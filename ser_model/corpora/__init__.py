@@ -104,3 +104,11 @@ def lookup_label(table: LabelTable, corpus: str, code: str) -> str:
     if label is None:
         raise Skip("unknown-emotion-code", f"{corpus} code {code!r}")
     return label
+
+
+def expected_class(path: str, table: LabelTable, label_set) -> str:
+    """The training class a file's name implies: "?" if the name says nothing, "-" if the set drops it."""
+    try:
+        return label_set.class_of(parse_path(path, table).label) or "-"
+    except Skip:
+        return "?"
