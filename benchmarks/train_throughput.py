@@ -38,9 +38,6 @@ def main():
     p.add_argument("--output", default=None)
     args = p.parse_args()
 
-    import numpy as np
-    import tensorflow as tf
-
     from ser_model import data as D
     from ser_model.model import build_model
 

@@ -16,7 +16,6 @@ output (see :func:`publish`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -38,7 +37,7 @@ from ser_model.labels import LabelSet, parse_label_table
 from ser_model.splits import SplitConfig
 from pipelines import transforms as T
 from pipelines.options import (FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions,
-                               is_local, print_help, with_local_defaults,
+                               announce_matches, is_local, print_help, with_local_defaults,
                                console_logging, wants_help)
 from pipelines.tfrecord_sink import read_bytes, write_text
 
@@ -224,14 +223,13 @@ def _delete_tree(prefix: str) -> None:
         FileSystems.delete([prefix])
 
 
-def publish(staging: str, output: str, job: Job) -> dict:
+def publish(staging: str, output: str, job: Job, counts: dict) -> dict:
     """Replace ``output`` with the staged run: old files out, new files in, manifest last.
 
     A failed run never reaches this point, so a previous good output stays whole.
     ``manifest.json`` is written last and lists every file of the run: readers
     can trust a folder whose manifest exists.
     """
-    counts = json.loads(read_bytes(f"{staging}/counts.json"))
     staged = [p for p in _files_under(staging) if not p.endswith("/counts.json") and ".tmp-" not in p]
     if FileSystems.exists(output):
         old = _files_under(output)
@@ -267,15 +265,6 @@ def report(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _announce_matches(job: Job) -> None:
-    """Progress before the pipeline starts: how many files each input matched."""
-    for corpus, glob in job.inputs:
-        n = len(FileSystems.match([glob])[0].metadata_list)
-        LOG.info("input %s%s: %d files", f"{corpus}=" if corpus else "", glob, n)
-        if n == 0:
-            LOG.warning("input %s matched no files", glob)
-
-
 def run(argv: list[str] | None = None) -> int:
     """Parse flags, run the pipeline into a staging folder, publish, print the counts."""
     console_logging()
@@ -292,8 +281,11 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     options = with_local_defaults(options, argv)
     local = is_local(options)
-    if local:
-        _announce_matches(job)
+    if local and not announce_matches(((f"{corpus}={glob}" if corpus else glob, glob)
+                                       for corpus, glob in job.inputs), LOG):
+        # A mistyped path must not replace a good output folder with an empty one.
+        print("ser features: error: no input file matched; nothing was written", file=sys.stderr)
+        return 2
     staging = staging_path(job.output)
     started = time.monotonic()
     LOG.info("writing to staging %s", staging)
@@ -307,7 +299,14 @@ def run(argv: list[str] | None = None) -> int:
     if options.view_as(TestOptions).dry_run:
         print("dry run: the job was built, not submitted")
         return 0
-    manifest = publish(staging, job.output, job)
+    counts = json.loads(read_bytes(f"{staging}/counts.json"))
+    if not counts["written"]:
+        _delete_tree(staging)
+        print(report(counts))
+        print(f"ser features: error: no file could be used; {job.output} was left as it was",
+              file=sys.stderr)
+        return 1
+    manifest = publish(staging, job.output, job, counts)
     print(report(manifest))
     print(f"wrote {job.output} in {time.monotonic() - started:.1f} s")
     return 0 if manifest["balanced"] else 1

@@ -76,6 +76,25 @@ def with_local_defaults(options: PipelineOptions, argv: list[str] = ()) -> Pipel
     return options
 
 
+def announce_matches(inputs, log) -> int:
+    """Log how many files each input matches, before a local run starts; return the total.
+
+    ``inputs`` are ``(name shown, glob)`` pairs. Both pipelines match again inside
+    the job (``fileio.MatchFiles``); this is only progress for the console, so a
+    user sees at once that a path matched nothing.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    total = 0
+    for name, glob in inputs:
+        n = len(FileSystems.match([glob])[0].metadata_list)
+        total += n
+        log.info("input %s: %d files", name, n)
+        if n == 0:
+            log.warning("input %s matched no files", name)
+    return total
+
+
 def is_local(options: PipelineOptions) -> bool:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     name = runner if isinstance(runner, str) else type(runner).__name__

@@ -26,8 +26,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, TestOptions
 
-from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, is_local,
-                               print_help, with_local_defaults, console_logging, wants_help)
+from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, announce_matches,
+                               is_local, print_help, with_local_defaults, console_logging, wants_help)
 from pipelines.tfrecord_sink import write_text
 from ser_model.labels import LabelSet
 
@@ -285,11 +285,10 @@ def run(argv: list[str] | None = None) -> int:
     options = with_local_defaults(options, argv)
     if is_local(options):
         os.environ.setdefault("SER_TF_THREADS", "1")
-        n_files = 0
-        for glob in inputs:
-            n = len(FileSystems.match([glob])[0].metadata_list)
-            n_files += n
-            LOG.info("input %s: %d files", glob, n)
+        n_files = announce_matches(((glob, glob) for glob in inputs), LOG)
+        if not n_files:
+            print("ser score: error: no input file matched; nothing was written", file=sys.stderr)
+            return 2
         direct = options.view_as(DirectOptions)
         if not any(a.startswith("--direct_num_workers") for a in argv) and 0 < n_files < direct.direct_num_workers:
             # A file is decoded and scored by one worker; an idle worker would still load

@@ -44,8 +44,9 @@ def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
         f"gender head {bool(m.get('gender_head'))}",
         f"- {t['epochs']} epochs max, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
         f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}, SpecAugment",
-        f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, "
-        f"best epoch {tr.get('best_epoch', '?')}", "",
+        f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, " + (
+            "final weights (the validation speakers were trained on, so there is no model selection)"
+            if tr.get("train_on") == "train+val" else f"best epoch {tr.get('best_epoch', '?')}"), "",
         f"## Measured on the held-out test split ({f['n']} files)",
         f"Per file (window probabilities averaged): **UAR {f['uar']:.3f}**, accuracy {f['accuracy']:.3f}, "
         f"macro-F1 {f['macro_f1']:.3f}.", "",
@@ -54,8 +55,10 @@ def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
         "",
         f"Mean of the per-corpus UARs: {sum(s['uar'] for s in f['per_corpus'].values()) / len(f['per_corpus']):.3f}. "
         "Read the pooled figure with care: TESS (two speakers, split by word, so its test speakers were "
-        "seen in training) is easy and scores near 1.0, while CREMA-D, the largest and hardest corpus, "
-        "is the most honest figure of how the model does on voices it never heard.",
+        "seen in training) is easy and scores near 1.0, and SAVEE's test speakers (split by sentence) "
+        "were seen too, while CREMA-D, the largest and hardest corpus, and RAVDESS are the honest "
+        "figures of how the model does on voices it never heard. The female/male gap below comes "
+        "largely from TESS (female only) and SAVEE (male only).",
         "", "| gender | files | UAR | accuracy |", "|---|---|---|---|",
         *[f"| {g} | {s['n']} | {s['uar']:.3f} | {s['accuracy']:.3f} |" for g, s in f["per_gender"].items()],
         "", "Per-class recall: " + ", ".join(f"{c} {r:.2f}" for c, r in f["recall"].items()) + ".", "",

@@ -169,6 +169,35 @@ def test_a_failed_run_leaves_the_previous_output_whole(first_run, tmp_path, monk
     assert not list(tmp_path.glob("*.staging-*"))
 
 
+def test_an_input_that_matches_nothing_is_an_error_and_keeps_the_output(first_run, tmp_path, capsys):
+    root, *_ = first_run
+    out = tmp_path / "out"
+    assert run_features([root / "savee"], out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert run_features([tmp_path / "typo"], out) == 2
+    assert "no input file matched" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_run_with_no_usable_file_is_not_published(first_run, tmp_path, capsys):
+    root, *_ = first_run
+    out = tmp_path / "out"
+    assert run_features([root / "savee"], out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    junk = tmp_path / "junk" / "DC"
+    junk.mkdir(parents=True)
+    (junk / "a01.wav").write_bytes(b"RIFF not really a wave file")   # a SAVEE name, not audio
+    (junk / "notes.txt").write_text("not audio")
+    capsys.readouterr()
+    assert run_features([junk.parent], out) == 1
+    captured = capsys.readouterr()
+    assert "inputs 2 = written 0 + skipped 1 + failed 1" in captured.out
+    assert "left as it was" in captured.err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob("*.staging-*"))
+
+
 def test_named_corpus_root_and_label_set(first_run, tmp_path):
     root, expected, *_ = first_run
     out = tmp_path / "out"

@@ -109,8 +109,11 @@ def test_predict_command_prints_a_table(tiny_bundle):
     assert "README.md" in lines[-1] and "error" in lines[-1]
 
 
-def test_bad_arguments_exit_2(tmp_path):
+def test_bad_arguments_exit_2(tmp_path, capsys):
     assert S.run(["--output", str(tmp_path / "x")]) == 2
+    assert S.run(["--input", str(tmp_path / "typo/**"), "--output", str(tmp_path / "x")]) == 2
+    assert "no input file matched" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.*"))
     assert S.run(["--input", "x", "--output", str(tmp_path / "x"), "--model", str(tmp_path)]) == 2
 
 

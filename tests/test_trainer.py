@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from ser_model import data as D
 from ser_model.bundle import load_bundle
-from ser_model.features import FeatureConfig
 from ser_model.predict import Predictor
 from tests.conftest import REPO
 
@@ -105,7 +104,7 @@ def test_killed_training_resumes(feature_dir, tmp_path):
     again = ser("train", "--features", feature_dir, "--output", out, *TINY, "--set", "training.epochs=3",
                 "--set", "training.checkpoint_every_steps=2")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"resuming from" in again.stdout and f"at epoch {saved_epoch + 1}" in again.stdout
+    assert "resuming from" in again.stdout and f"at epoch {saved_epoch + 1}" in again.stdout
     assert f"Epoch {saved_epoch + 1}/3" in again.stdout and "Epoch 1/3" not in again.stdout
     assert (out / "model.keras").exists()
 
