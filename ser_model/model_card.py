@@ -35,14 +35,14 @@ def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
         "## Split",
         "Speaker-independent where the corpus allows (RAVDESS, CREMA-D by speaker); TESS by spoken "
         "word and SAVEE by sentence (too few speakers). Groups per split are listed in the feature "
-        "run's manifest.json. " + ("The model was refit on train+val speakers; test speakers were never "
-                                    "seen." if tr.get("train_on") == "train+val" else
+        "run's manifest.json. " + ("The model was refit on the train and validation groups; no test group "
+                                    "(speaker, TESS word, SAVEE sentence) was seen." if tr.get("train_on") == "train+val" else
                                     "Trained on the train split, model selected on validation UAR."), "",
         "## Recipe",
         f"- backbone {m['backbone']} (weights: {m.get('weights') or 'from scratch'}), log-mel pooled "
         f"{m.get('mel_pool')}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
         f"gender head {bool(m.get('gender_head'))}",
-        f"- {t['epochs']} epochs max, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
+        f"- {t['epochs']} epochs{'' if tr.get('train_on') == 'train+val' else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
         f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}, SpecAugment",
         f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, " + (
             "final weights (the validation speakers were trained on, so there is no model selection)"
