@@ -65,7 +65,7 @@ def with_local_defaults(options: PipelineOptions, argv: list[str] = ()) -> Pipel
         direct = options.view_as(DirectOptions)
         if direct.direct_running_mode == "in_memory":
             direct.direct_running_mode = "multi_processing"
-        if not any(a.startswith("--direct_num_workers") for a in argv):
+        if not names_flag(argv, "--direct_num_workers"):
             direct.direct_num_workers = os.cpu_count() or 1
         # One BLAS thread per worker process: the workers already use every core,
         # and OpenBLAS threads spin-wait, burning a second core for no speed-up
@@ -74,6 +74,11 @@ def with_local_defaults(options: PipelineOptions, argv: list[str] = ()) -> Pipel
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, "1")
     return options
+
+
+def names_flag(argv, flag: str) -> bool:
+    """Whether the command line gave ``flag`` (``--flag V`` or ``--flag=V``) rather than its default."""
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
 def announce_matches(inputs, log) -> int:

@@ -27,8 +27,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, TestOptions
 
 from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, announce_matches,
-                               is_local, print_help, with_local_defaults, console_logging, wants_help)
+                               is_local, names_flag, print_help, with_local_defaults, console_logging, wants_help)
 from pipelines.tfrecord_sink import write_text
+from ser_model.bundle import named_outputs
 from ser_model.labels import LabelSet
 
 LOG = logging.getLogger("ser.score")
@@ -115,8 +116,7 @@ class Infer(beam.DoFn):
     def process(self, batch):
         logmel = np.stack([b[3] for b in batch])[..., None]
         mfcc = np.stack([b[4] for b in batch])[..., None]
-        out = self.bundle.model.predict_on_batch({"logmel": logmel, "mfcc": mfcc})
-        out = out if isinstance(out, dict) else {"emotion": out}
+        out = named_outputs(self.bundle.model.predict_on_batch({"logmel": logmel, "mfcc": mfcc}))
         probs = np.asarray(out["emotion"], np.float64)
         gender = np.asarray(out["gender"], np.float64) if "gender" in out else None
         self.windows.inc(len(batch))
@@ -290,7 +290,7 @@ def run(argv: list[str] | None = None) -> int:
             print("ser score: error: no input file matched; nothing was written", file=sys.stderr)
             return 2
         direct = options.view_as(DirectOptions)
-        if not any(a.startswith("--direct_num_workers") for a in argv) and 0 < n_files < direct.direct_num_workers:
+        if not names_flag(argv, "--direct_num_workers") and 0 < n_files < direct.direct_num_workers:
             # A file is decoded and scored by one worker; an idle worker would still load
             # TensorFlow and the model (~0.9 GB), so start no more workers than files.
             direct.direct_num_workers = n_files

@@ -16,6 +16,9 @@ import soundfile as sf
 from ser_model.features import FeatureConfig
 
 
+SILENT_PEAK = 1e-4  # a clip or window whose samples never exceed this is silent
+
+
 class AudioError(ValueError):
     """Audio that cannot be used: undecodable, empty, silent, too short or too long."""
 
@@ -99,7 +102,7 @@ def prepare(samples: np.ndarray, rate: int, cfg: FeatureConfig, max_seconds: flo
     if limit and duration > limit:
         raise AudioError("too-long", f"{duration:.1f} s is longer than the {limit:g} s limit")
     wave = resample(to_mono(samples), rate, cfg.sample_rate)
-    if not np.any(np.abs(wave) > 1e-4):
+    if not np.any(np.abs(wave) > SILENT_PEAK):
         raise AudioError("silent", "audio is silent")
     if cfg.trim_silence:
         wave = trim_silence(wave, cfg.trim_top_db)

@@ -45,6 +45,11 @@ class Bundle:
         return bool(self.gender_classes)
 
 
+def named_outputs(out) -> dict:
+    """A model's predictions as ``{"emotion": ..., "gender": ...}`` (a one-output model gives a bare array)."""
+    return out if isinstance(out, dict) else {"emotion": out}
+
+
 def model_id_of(model_file: Path) -> str:
     digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:12]
     return f"ser-{digest}"

@@ -16,6 +16,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ser_model.bundle import named_outputs
+from ser_model.records import GENDER_CLASSES
+
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows: true class; columns: predicted class."""
@@ -69,9 +72,9 @@ def report(probs: np.ndarray, meta: Mapping[str, np.ndarray], classes: Sequence[
            "window": _with_breakdowns(probs, meta, classes)}
     if gender_probs is not None:
         g_true = np.asarray(meta["gender"])
-        known = np.isin(g_true, ["female", "male"])
+        known = np.isin(g_true, GENDER_CLASSES)
         if known.any():
-            g_pred = np.where(gender_probs[known].argmax(1) == 1, "male", "female")
+            g_pred = np.asarray(GENDER_CLASSES)[gender_probs[known].argmax(1)]
             out["gender_accuracy_window"] = float((g_pred == g_true[known]).mean())
     return out
 
@@ -147,7 +150,6 @@ def write_report(rep: Mapping, out_dir: Path, title: str) -> None:
     (out_dir / "report.txt").write_text(format_report(rep, title) + "\n")
 
 
-
 def predict_split(model, fdir, split: str, batch_size: int = 64):
     """Window probabilities (and gender probabilities) of a whole split, with its metadata."""
     from ser_model.data import eval_dataset
@@ -159,8 +161,7 @@ def predict_dataset(model, dataset):
     """``(probs, gender probs or None, metadata arrays)`` over batches of ``(inputs, metadata)``."""
     probs, gender, meta = [], [], defaultdict(list)
     for inputs, batch_meta in dataset:
-        out = model.predict_on_batch(inputs)
-        out = out if isinstance(out, dict) else {"emotion": out}
+        out = named_outputs(model.predict_on_batch(inputs))
         probs.append(np.asarray(out["emotion"]))
         if "gender" in out:
             gender.append(np.asarray(out["gender"]))

@@ -99,21 +99,24 @@ def _coerce(default: Any, value: Any) -> Any:
     return value
 
 
+# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
+_MEL_HZ_PER_MEL = 200.0 / 3
+_MEL_LOG_FROM_HZ = 1000.0
+_MEL_LOG_FROM_MEL = _MEL_LOG_FROM_HZ / _MEL_HZ_PER_MEL
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+
 def hz_to_mel(freq):
-    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
     freq = np.asarray(freq, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    logstep = np.log(6.4) / 27.0
-    mel = freq / f_sp
-    return np.where(freq >= min_log_hz,
-                    min_log_hz / f_sp + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mel)
+    return np.where(freq >= _MEL_LOG_FROM_HZ,
+                    _MEL_LOG_FROM_MEL + np.log(np.maximum(freq, 1e-10) / _MEL_LOG_FROM_HZ) / _MEL_LOG_STEP,
+                    freq / _MEL_HZ_PER_MEL)
 
 
 def mel_to_hz(mel):
     mel = np.asarray(mel, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+    return np.where(mel >= _MEL_LOG_FROM_MEL, _MEL_LOG_FROM_HZ * np.exp(_MEL_LOG_STEP * (mel - _MEL_LOG_FROM_MEL)),
+                    _MEL_HZ_PER_MEL * mel)
 
 
 @lru_cache(maxsize=8)

@@ -15,6 +15,9 @@ from typing import Mapping, Sequence
 import keras
 import numpy as np
 
+from ser_model.records import GENDER_CLASSES
+
+
 def _densenet_tiny(include_top, weights, input_shape, pooling):
     """A 4-block DenseNet with 2 layers per block (~0.3 M parameters): tests and quick runs."""
     from keras.src.applications.densenet import DenseNet
@@ -78,5 +81,6 @@ def build_model(model_cfg: Mapping, n_classes: int, logmel_shape: tuple[int, int
     outputs = {"emotion": keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
                                              name="emotion")(z)}
     if model_cfg.get("gender_head"):
-        outputs["gender"] = keras.layers.Dense(2, activation="softmax", dtype="float32", name="gender")(z)
+        outputs["gender"] = keras.layers.Dense(len(GENDER_CLASSES), activation="softmax", dtype="float32",
+                                               name="gender")(z)
     return keras.Model({"logmel": logmel_in, "mfcc": mfcc_in}, outputs, name="ser_fused")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_model import audio
-from ser_model.bundle import Bundle, load_bundle
+from ser_model.bundle import Bundle, load_bundle, named_outputs
 from ser_model.features import compute_features
 
 
@@ -37,7 +37,7 @@ class Prediction:
 
 
 class Predictor:
-    """Loads a bundle once; predicts from file bytes, a file object, a path or windows."""
+    """Loads a bundle once; predicts from a file object, a path or windows."""
 
     def __init__(self, bundle: Bundle | str | None = None, batch_size: int = 64):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -57,9 +57,8 @@ class Predictor:
                 np.stack([f[0] for f in feats])[..., None], np.stack([f[1] for f in feats])[..., None])
 
     def predict_features(self, logmel: np.ndarray, mfcc: np.ndarray) -> dict:
-        out = self.bundle.model.predict({"logmel": logmel, "mfcc": mfcc}, batch_size=self.batch_size,
-                                        verbose=0)
-        return out if isinstance(out, dict) else {"emotion": out}
+        return named_outputs(self.bundle.model.predict({"logmel": logmel, "mfcc": mfcc},
+                                                       batch_size=self.batch_size, verbose=0))
 
     def predict_windows(self, wins, duration_s: float, chunk: int = 256) -> Prediction:
         """Windows (e.g. streamed from a long file) in chunks, so memory stays bounded."""
@@ -91,13 +90,6 @@ class Predictor:
 
         rec = open_windows(fileobj, self.cfg, max_seconds=max_seconds)
         return self.predict_windows(rec.windows, rec.duration_s)
-
-    def predict_bytes(self, data: bytes, max_seconds: float | None = None) -> Prediction:
-        import io
-
-        if not data:
-            raise audio.AudioError("empty-file", "file is empty (0 bytes)")
-        return self.predict_fileobj(io.BytesIO(data), max_seconds=max_seconds)
 
     def predict_file(self, path: str, max_seconds: float | None = None) -> Prediction:
         with open(path, "rb") as f:

@@ -23,9 +23,6 @@ import soundfile as sf
 from ser_model import audio
 from ser_model.features import FeatureConfig
 
-SILENT_PEAK = 1e-4
-
-
 @dataclass
 class Recording:
     duration_s: float
@@ -66,7 +63,7 @@ def _stream(snd: sf.SoundFile, cfg: FeatureConfig, block_seconds: float) -> Iter
 
     def window(start: int, idx: int):
         segment = buffer[start - offset: start - offset + size]
-        if np.max(np.abs(segment), initial=0.0) <= SILENT_PEAK:
+        if np.max(np.abs(segment), initial=0.0) <= audio.SILENT_PEAK:
             return None
         return audio.Window(idx, start / cfg.sample_rate,
                             audio.normalize(segment, cfg.normalize, cfg.normalize_target_db))
