@@ -2,10 +2,13 @@
 
     MatchFiles(root/**) per input root
       -> ParseFile          Utterance | dead letter (skipped, with reason)
-      -> split plan         side input: every (corpus, group) -> train/val/test
+      -> split plan         one combiner over the inputs (files per group, CREMA-D
+                            genders, inputs matched); side input: every
+                            (corpus, group) -> train/val/test
       -> key by shard       stable hash of the path, shard count from the plan
       -> GroupByKey         (the reshuffle: spreads shards over workers)
       -> WriteShard         read, decode, window, featurise, write one .tfrecord.gz
+      -> Summarise          one combiner over outcome rows and per-shard statistics
       -> stats.json, manifest.json, dead_letters.jsonl
 
 Shards are written by the worker that owns them, in path order, so feature
@@ -30,8 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from ser_model.config import ConfigError, load_yaml, parse_override
-from ser_model.corpora import CORPORA, CREMAD_DEMOGRAPHICS
-from ser_model.corpora.cremad import parse_demographics
+from ser_model.corpora import CORPORA
+from ser_model.fast_exit import skip_final_gc
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet, parse_label_table
 from ser_model.splits import SplitConfig
@@ -101,13 +104,6 @@ def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
     )
 
 
-def _merge_dicts(dicts):
-    merged = {}
-    for d in dicts:
-        merged.update(d)
-    return merged
-
-
 def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
     """Add the feature pipeline to ``p``, writing every output under ``staging``."""
     matched = [
@@ -121,56 +117,34 @@ def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
         T.DEAD, main="utterances")
     utterances = parsed.utterances
 
-    genders = (files
-               | "Demographics" >> beam.Filter(lambda cm: cm[1].path.endswith("/" + CREMAD_DEMOGRAPHICS))
-               | "ReadDemographics" >> beam.Map(lambda cm: parse_demographics(read_bytes(cm[1].path).decode("utf-8", "replace")))
-               | "AllDemographics" >> beam.combiners.ToList()
-               | "MergeDemographics" >> beam.Map(_merge_dicts))
-
-    plan = (utterances
-            | "GroupOf" >> beam.Map(lambda us: (us[0].corpus, T.group_of(us[0], job.splits)))
-            | "FilesPerGroup" >> beam.combiners.Count.PerElement()
-            | "AllGroups" >> beam.combiners.ToList()
+    plan = ((files | "InputFacts" >> beam.FlatMap(T.input_facts),
+             utterances | "UtteranceFacts" >> beam.Map(T.utterance_fact, job.splits))
+            | "AllFacts" >> beam.Flatten()
+            | "PlanFacts" >> beam.CombineGlobally(T.PlanFacts())
             | "Plan" >> beam.Map(T.make_plan, job.splits, job.files_per_shard))
 
     shards = (utterances
-              | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan),
-                                         beam.pvalue.AsSingleton(genders), job.splits)
+              | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan), job.splits)
               | "GroupShards" >> beam.GroupByKey()
               | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set,
                                                          job.gzip, MAX_FILE_BYTES))
               .with_outputs(T.DEAD, T.STATS, main="written"))
 
-    dead = (parsed[T.DEAD], shards[T.DEAD]) | "AllDeadLetters" >> beam.Flatten()
-    (dead
-     | "DeadLetterList" >> beam.combiners.ToList()
-     | "WriteDeadLetters" >> beam.Map(_write_dead_letters, f"{staging}/dead_letters.jsonl"))
-
-    (shards[T.STATS]
-     | "TrainStats" >> beam.CombineGlobally(T.MergeStats(job.features.n_mels, job.features.n_mfcc))
-     | "WriteStats" >> beam.Map(_write_stats, f"{staging}/stats.json"))
-
-    n_matched = files | "CountMatched" >> beam.combiners.Count.Globally()
-    ((shards.written, dead)
-     | "AllOutcomes" >> beam.Flatten()
-     | "CountOutcomes" >> beam.CombineGlobally(T.CountOutcomes(job.splits))
-     | "WriteCounts" >> beam.Map(_write_counts, f"{staging}/counts.json",
-                                 beam.pvalue.AsSingleton(n_matched), job))
+    ((shards.written, parsed[T.DEAD], shards[T.DEAD], shards[T.STATS])
+     | "AllResults" >> beam.Flatten()
+     | "Summarise" >> beam.CombineGlobally(T.Summarise(job.splits, job.features.n_mels,
+                                                       job.features.n_mfcc))
+     | "WriteSummary" >> beam.Map(_write_summary, staging, beam.pvalue.AsSingleton(plan), job))
 
 
-def _write_dead_letters(rows, path):
-    rows = sorted(rows, key=lambda r: (r["path"], r["stage"]))
-    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-
-
-def _write_stats(stats, path):
-    if not stats.count:  # no train split: nothing to normalise with; the trainer says so
-        return
-    write_text(path, json.dumps(stats.to_json(), indent=1))
-
-
-def _write_counts(counter, path, n_matched, job):
-    write_text(path, json.dumps(manifest_from_counts(counter, n_matched, job), indent=1, sort_keys=True))
+def _write_summary(summary: T.Summary, staging: str, plan: dict, job: Job) -> None:
+    """``dead_letters.jsonl``, ``stats.json`` (when there is a train split) and ``counts.json``."""
+    write_text(f"{staging}/dead_letters.jsonl",
+               "".join(json.dumps(r, sort_keys=True) + "\n" for r in summary.dead_letters))
+    if summary.stats.count:  # no train split: nothing to normalise with; the trainer says so
+        write_text(f"{staging}/stats.json", json.dumps(summary.stats.to_json(), indent=1))
+    write_text(f"{staging}/counts.json",
+               json.dumps(manifest_from_counts(summary.counts, plan["matched"], job), indent=1, sort_keys=True))
 
 
 def manifest_from_counts(counter: Counter, n_matched: int, job: Job) -> dict:
@@ -313,6 +287,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    skip_final_gc()
     sys.exit(run(sys.argv[1:]))
 
 

@@ -30,6 +30,7 @@ from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, S
                                is_local, names_flag, print_help, with_local_defaults, console_logging, wants_help)
 from pipelines.tfrecord_sink import write_text
 from ser_model.bundle import named_outputs
+from ser_model.fast_exit import skip_final_gc
 from ser_model.labels import LabelSet
 
 LOG = logging.getLogger("ser.score")
@@ -56,6 +57,7 @@ class FileWindows(beam.DoFn):
 
         self.cfg = FeatureConfig.from_dict(self.features)
         self._blas = threadpool_limits(limits=1, user_api="blas")
+        skip_final_gc()  # worker processes are stopped one by one: each exit counts
 
     def process(self, meta):
         from ser_model.audio import AudioError
@@ -348,6 +350,7 @@ def _is_dir(path: str) -> bool:
 
 
 def main() -> None:
+    skip_final_gc()
     sys.exit(run(sys.argv[1:]))
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from ser_model import audio
-from ser_model.corpora import Skip, Utterance, parse_path
+from ser_model.corpora import CREMAD_DEMOGRAPHICS, Skip, Utterance, parse_path
+from ser_model.corpora.cremad import parse_demographics
 from ser_model.extract import examples_for, featurize_bytes
+from ser_model.fast_exit import skip_final_gc
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet, LabelTable
 from ser_model.splits import SplitConfig, assign_splits, group_of, shard_index, shards_for
@@ -59,21 +62,69 @@ class ParseFile(beam.DoFn):
         yield utt, meta.size_in_bytes
 
 
-def make_plan(group_counts: Iterable[tuple[tuple[str, str], int]], split_cfg: SplitConfig,
-              files_per_shard: int) -> dict:
-    """Split assignment of every (corpus, group) and the number of shards per split."""
-    group_counts = list(group_counts)
+def input_facts(element):
+    """What one matched input tells the split plan: ``("matched", 1)`` always, and
+    ``("genders", {speaker: gender})`` for CREMA-D's demographics table."""
+    _, meta = element
+    yield "matched", 1
+    if meta.path.endswith("/" + CREMAD_DEMOGRAPHICS):
+        yield "genders", parse_demographics(read_bytes(meta.path).decode("utf-8", "replace"))
+
+
+def utterance_fact(element, split_cfg: SplitConfig):
+    """What one parsed utterance tells the split plan: its ``(corpus, group)``."""
+    utt, _ = element
+    return "group", (utt.corpus, group_of(utt, split_cfg))
+
+
+class PlanFacts(beam.CombineFn):
+    """Input facts -> ``{"matched": n, "genders": {...}, "groups": Counter}`` in one pass.
+
+    One combiner instead of one per fact: every global combine is two more
+    runner stages, and on the local runner each costs a round trip to the workers.
+    """
+
+    def create_accumulator(self):
+        return {"matched": 0, "genders": {}, "groups": Counter()}
+
+    def add_input(self, acc, fact):
+        kind, value = fact
+        if kind == "matched":
+            acc["matched"] += value
+        elif kind == "genders":
+            acc["genders"].update(value)
+        else:
+            acc["groups"][value] += 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        total = self.create_accumulator()
+        for acc in accs:
+            total["matched"] += acc["matched"]
+            total["genders"].update(acc["genders"])
+            total["groups"].update(acc["groups"])
+        return total
+
+    def extract_output(self, acc):
+        return acc
+
+
+def make_plan(facts: dict, split_cfg: SplitConfig, files_per_shard: int) -> dict:
+    """Split assignment of every (corpus, group), shards per split, CREMA-D genders, inputs matched."""
+    group_counts = sorted(facts["groups"].items())
     groups = assign_splits((key for key, _ in group_counts), split_cfg)
     files = Counter()
     for key, n in group_counts:
         files[groups[key]] += n
-    return {"groups": groups, "shards": {s: shards_for(n, files_per_shard) for s, n in files.items()}}
+    return {"groups": groups, "shards": {s: shards_for(n, files_per_shard) for s, n in files.items()},
+            "genders": facts["genders"], "matched": facts["matched"]}
 
 
-def assign_shard(element, plan: dict, genders: dict, split_cfg: SplitConfig):
+def assign_shard(element, plan: dict, split_cfg: SplitConfig):
     """``(Utterance, size)`` -> ``(shard name, (Utterance with split and gender, size))``."""
     utt, size = element
     split = plan["groups"][(utt.corpus, group_of(utt, split_cfg))]
+    genders = plan["genders"]
     if utt.corpus == "cremad" and utt.speaker in genders:
         utt = utt.with_(gender=genders[utt.speaker])
     utt = utt.with_(split=split)
@@ -105,6 +156,7 @@ class WriteShard(beam.DoFn):
         from threadpoolctl import threadpool_limits
 
         self._blas_limit = threadpool_limits(limits=1, user_api="blas")
+        skip_final_gc()  # worker processes are stopped one by one: each exit counts
 
     def process(self, element):
         shard, members = element
@@ -157,29 +209,6 @@ class WriteShard(beam.DoFn):
         return {**utt.to_dict(), "status": "written", "n_windows": len(windows)}
 
 
-class MergeStats(beam.CombineFn):
-    """Sums per-shard :class:`FeatureStats` into the train split's statistics."""
-
-    def __init__(self, n_mels: int, n_mfcc: int):
-        self.n_mels, self.n_mfcc = n_mels, n_mfcc
-
-    def create_accumulator(self):
-        return FeatureStats.empty(self.n_mels, self.n_mfcc)
-
-    def add_input(self, acc, stats):
-        return acc.merge(stats)
-
-    def merge_accumulators(self, accs):
-        accs = list(accs)
-        total = accs[0]
-        for acc in accs[1:]:
-            total = total.merge(acc)
-        return total
-
-    def extract_output(self, acc):
-        return acc
-
-
 def count_row(row: dict, group_key) -> Counter:
     """The manifest counters one outcome row contributes to."""
     c = Counter()
@@ -199,27 +228,48 @@ def count_row(row: dict, group_key) -> Counter:
     return c
 
 
-class CountOutcomes(beam.CombineFn):
-    """Counts outcome rows (written files and dead letters) into manifest counters."""
+@dataclass
+class Summary:
+    """A run's outcome: manifest counters, dead-letter rows, the train split's feature statistics."""
 
-    def __init__(self, split_cfg: SplitConfig):
-        self.split_cfg = split_cfg
+    counts: Counter
+    dead_letters: list
+    stats: FeatureStats
+
+
+class Summarise(beam.CombineFn):
+    """Outcome rows (written files and dead letters) and per-shard statistics -> :class:`Summary`.
+
+    Inputs are outcome rows (dicts) and :class:`FeatureStats`. One combiner for
+    the three outputs, for the same reason as :class:`PlanFacts`.
+    """
+
+    def __init__(self, split_cfg: SplitConfig, n_mels: int, n_mfcc: int):
+        self.split_cfg, self.n_mels, self.n_mfcc = split_cfg, n_mels, n_mfcc
 
     def _group(self, row):
         return group_of(Utterance(**{k: row[k] for k in Utterance.__dataclass_fields__}), self.split_cfg)
 
     def create_accumulator(self):
-        return Counter()
+        return Summary(Counter(), [], FeatureStats.empty(self.n_mels, self.n_mfcc))
 
-    def add_input(self, acc, row):
-        acc.update(count_row(row, self._group))
+    def add_input(self, acc, item):
+        if isinstance(item, FeatureStats):
+            acc.stats = acc.stats.merge(item)
+            return acc
+        acc.counts.update(count_row(item, self._group))
+        if "kind" in item:  # a dead letter (written rows have a status instead)
+            acc.dead_letters.append(item)
         return acc
 
     def merge_accumulators(self, accs):
-        total = Counter()
+        total = self.create_accumulator()
         for acc in accs:
-            total.update(acc)
+            total.counts.update(acc.counts)
+            total.dead_letters.extend(acc.dead_letters)
+            total.stats = total.stats.merge(acc.stats)
         return total
 
     def extract_output(self, acc):
+        acc.dead_letters.sort(key=lambda r: (r["path"], r["stage"]))
         return acc

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if argv else 2)
     args = parser.parse_args(argv[:1])
     module_name, func_name, _ = COMMANDS[args.command]
+    from ser_model.fast_exit import skip_final_gc
+
+    skip_final_gc()
     module = __import__(module_name, fromlist=[func_name])
     sys.exit(getattr(module, func_name)(argv[1:]))
 

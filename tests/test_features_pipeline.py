@@ -239,3 +239,52 @@ def test_dataflow_job_builds_offline_with_dry_run():
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dry run: the job was built, not submitted" in proc.stdout
+
+
+def test_the_builder_runs_under_beams_test_pipeline(corpora_tree, tmp_path):
+    """build_pipeline, driven by Beam's TestPipeline, stages shards, stats and counts."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipelines.options import FeaturesOptions, IOOptions
+
+    root, expected = corpora_tree
+    options = PipelineOptions(["--input", str(root), "--output", str(tmp_path / "out")])
+    job = F.make_job(options.view_as(FeaturesOptions), options.view_as(IOOptions))
+    staging = tmp_path / "staging"
+    with TestPipeline(runner="FnApiRunner") as p:
+        F.build_pipeline(p, job, str(staging))
+    counts = json.loads((staging / "counts.json").read_text())
+    assert (counts["inputs"], counts["written"], counts["skipped"], counts["failed"]) == (
+        sum(len(expected[k]) for k in ("good", "skipped", "failed")),
+        len(expected["good"]), len(expected["skipped"]), len(expected["failed"]))
+    dead = [json.loads(line) for line in (staging / "dead_letters.jsonl").read_text().splitlines()]
+    assert len(dead) == len(expected["skipped"]) + len(expected["failed"])
+    assert json.loads((staging / "stats.json").read_text())["frames"] > 0
+    shards = sorted(p.name for p in staging.glob("*.tfrecord.gz"))
+    assert {name.split("-")[0] for name in shards} == {"train", "val", "test"}
+
+
+def test_plan_facts_count_inputs_groups_and_merge_genders(tmp_path):
+    """One combiner gathers what the split plan needs; TestPipeline + assert_that."""
+    import apache_beam as beam
+    from apache_beam.io.filesystem import FileMetadata
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from ser_model.corpora import Utterance
+    from ser_model.splits import SplitConfig
+
+    demo = tmp_path / "VideoDemographics.csv"
+    demo.write_text('ActorID,Age,Sex,Race,Ethnicity\n1001,51,Male,Caucasian,Not Hispanic\n'
+                    '1002,21,Female,Caucasian,Not Hispanic\n')
+    files = [(None, FileMetadata(str(demo), 100)), (None, FileMetadata("/x/a.wav", 10))]
+    utts = [(Utterance(corpus="ravdess", speaker=s, gender="female", label="angry", raw_label="05",
+                       sentence="01", path=f"/x/{s}-{i}.wav"), 10) for s in ("01", "02") for i in range(3)]
+    split_cfg = SplitConfig.from_dict({})
+    with TestPipeline(runner="FnApiRunner") as p:
+        facts = ((p | "Files" >> beam.Create(files) | beam.FlatMap(T.input_facts),
+                  p | "Utts" >> beam.Create(utts) | beam.Map(T.utterance_fact, split_cfg))
+                 | beam.Flatten() | beam.CombineGlobally(T.PlanFacts())
+                 | beam.Map(lambda f: (f["matched"], sorted(f["genders"].items()), sorted(f["groups"].values()))))
+        assert_that(facts, equal_to([(2, [("1001", "male"), ("1002", "female")], [3, 3])]))
