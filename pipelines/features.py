@@ -126,14 +126,13 @@ def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
     shards = (utterances
               | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan), job.splits)
               | "GroupShards" >> beam.GroupByKey()
-              | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set,
+              | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set, job.splits,
                                                          job.gzip, MAX_FILE_BYTES))
-              .with_outputs(T.DEAD, T.STATS, main="written"))
+              .with_outputs(T.DEAD, T.STATS, main="counts"))
 
-    ((shards.written, parsed[T.DEAD], shards[T.DEAD], shards[T.STATS])
+    ((shards.counts, parsed[T.DEAD], shards[T.DEAD], shards[T.STATS])
      | "AllResults" >> beam.Flatten()
-     | "Summarise" >> beam.CombineGlobally(T.Summarise(job.splits, job.features.n_mels,
-                                                       job.features.n_mfcc))
+     | "Summarise" >> beam.CombineGlobally(T.Summarise(job.features.n_mels, job.features.n_mfcc))
      | "WriteSummary" >> beam.Map(_write_summary, staging, beam.pvalue.AsSingleton(plan), job))
 
 

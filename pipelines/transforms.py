@@ -136,14 +136,15 @@ class WriteShard(beam.DoFn):
     """``(shard name, [(Utterance, size)])`` -> one ``<shard>.tfrecord.gz`` in the staging folder.
 
     Files are featurised in path order, so a rerun writes identical bytes.
-    Yields one manifest row per written file; ``dead_letter`` a row per file that
-    could not be read or decoded (the shard goes on); ``stats`` the shard's
+    Yields the shard's manifest counters (one ``Counter`` per shard, not a row
+    per file: fewer elements through the runner); ``dead_letter`` a row per file
+    that could not be read or decoded (the shard goes on); ``stats`` the shard's
     partial feature statistics (train shards only).
     """
 
-    def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, gzip: str,
-                 max_bytes: int):
-        self.staging, self.cfg, self.label_set = staging, cfg, label_set
+    def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, split_cfg: SplitConfig,
+                 gzip: str, max_bytes: int):
+        self.staging, self.cfg, self.label_set, self.split_cfg = staging, cfg, label_set, split_cfg
         self.gzip, self.max_bytes = gzip, max_bytes
         self.written = Metrics.counter("features", "files_written")
         self.failed = Metrics.counter("features", "files_failed")
@@ -164,19 +165,21 @@ class WriteShard(beam.DoFn):
         started = time.monotonic()
         stats = FeatureStats.empty(self.cfg.n_mels, self.cfg.n_mfcc)
         writer = TFRecordGzipWriter(f"{self.staging}/{shard}.tfrecord.gz", self.gzip)
+        counts = Counter()
         n_ok = 0
         try:
             for utt, size in members:
                 result = self._one(utt, size, writer, stats)
                 if isinstance(result, dict):
-                    n_ok += 1
-                    yield result
+                    yield beam.pvalue.TaggedOutput(DEAD, result)
                 else:
-                    yield beam.pvalue.TaggedOutput(DEAD, result[1])
+                    n_ok += 1
+                    counts.update(count_written(utt, result, group_of(utt, self.split_cfg)))
             writer.close()
         except BaseException:
             writer.abort()
             raise
+        yield counts
         if stats.count:
             yield beam.pvalue.TaggedOutput(STATS, stats)
         # print, not logging: worker processes' stderr reaches the console (and
@@ -194,10 +197,10 @@ class WriteShard(beam.DoFn):
             windows, duration = featurize_bytes(data, self.cfg)
         except audio.AudioError as err:
             self.failed.inc()
-            return ("dead", dead_letter(utt.path, stage, err.kind, str(err)))
+            return dead_letter(utt.path, stage, err.kind, str(err))
         except Exception as err:  # an unexpected error in one file must not end the run
             self.failed.inc()
-            return ("dead", dead_letter(utt.path, stage, type(err).__name__, str(err)))
+            return dead_letter(utt.path, stage, type(err).__name__, str(err))
         label = self.label_set.class_of(utt.label)
         for record in examples_for(utt, self.label_set.classes.index(label), label, windows, duration):
             writer.write(record)
@@ -206,26 +209,22 @@ class WriteShard(beam.DoFn):
                 stats.add(w.logmel, w.mfcc)
         self.written.inc()
         self.windows.inc(len(windows))
-        return {**utt.to_dict(), "status": "written", "n_windows": len(windows)}
+        return len(windows)
 
 
-def count_row(row: dict, group_key) -> Counter:
-    """The manifest counters one outcome row contributes to."""
-    c = Counter()
-    status = row.get("status") or row["kind"]  # written | skipped | failed
-    c[("total", status)] += 1
-    if status == "written":
-        split, corpus = row["split"], row["corpus"]
-        c[("windows", split)] += row["n_windows"]
-        c[("split", split)] += 1
-        c[("corpus_split", corpus, split)] += 1
-        c[("label_split", row["label"], split)] += 1
-        c[("corpus_label", corpus, row["label"])] += 1
-        c[("speaker", corpus, row["speaker"], row["gender"], split)] += 1
-        c[("group", corpus, group_key(row), split)] += 1
-    else:
-        c[("reason", status, row["stage"], row["error_type"])] += 1
-    return c
+def count_written(utt: Utterance, n_windows: int, group: str) -> Counter:
+    """The manifest counters one written file contributes to."""
+    split, corpus, label = utt.split, utt.corpus, utt.label
+    return Counter({("total", "written"): 1, ("windows", split): n_windows, ("split", split): 1,
+                    ("corpus_split", corpus, split): 1, ("label_split", label, split): 1,
+                    ("corpus_label", corpus, label): 1,
+                    ("speaker", corpus, utt.speaker, utt.gender, split): 1,
+                    ("group", corpus, group, split): 1})
+
+
+def count_dead(row: dict) -> Counter:
+    """The manifest counters one dead letter (skipped or failed input) contributes to."""
+    return Counter({("total", row["kind"]): 1, ("reason", row["kind"], row["stage"], row["error_type"]): 1})
 
 
 @dataclass
@@ -238,17 +237,13 @@ class Summary:
 
 
 class Summarise(beam.CombineFn):
-    """Outcome rows (written files and dead letters) and per-shard statistics -> :class:`Summary`.
+    """Shard counters, dead-letter rows and per-shard statistics -> :class:`Summary`.
 
-    Inputs are outcome rows (dicts) and :class:`FeatureStats`. One combiner for
-    the three outputs, for the same reason as :class:`PlanFacts`.
+    One combiner for the three outputs, for the same reason as :class:`PlanFacts`.
     """
 
-    def __init__(self, split_cfg: SplitConfig, n_mels: int, n_mfcc: int):
-        self.split_cfg, self.n_mels, self.n_mfcc = split_cfg, n_mels, n_mfcc
-
-    def _group(self, row):
-        return group_of(Utterance(**{k: row[k] for k in Utterance.__dataclass_fields__}), self.split_cfg)
+    def __init__(self, n_mels: int, n_mfcc: int):
+        self.n_mels, self.n_mfcc = n_mels, n_mfcc
 
     def create_accumulator(self):
         return Summary(Counter(), [], FeatureStats.empty(self.n_mels, self.n_mfcc))
@@ -256,9 +251,10 @@ class Summarise(beam.CombineFn):
     def add_input(self, acc, item):
         if isinstance(item, FeatureStats):
             acc.stats = acc.stats.merge(item)
-            return acc
-        acc.counts.update(count_row(item, self._group))
-        if "kind" in item:  # a dead letter (written rows have a status instead)
+        elif isinstance(item, Counter):  # a shard's counters (Counter before dict: it is one)
+            acc.counts.update(item)
+        else:  # a dead letter
+            acc.counts.update(count_dead(item))
             acc.dead_letters.append(item)
         return acc
 
