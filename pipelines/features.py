@@ -8,7 +8,7 @@
       -> key by shard       stable hash of the path, shard count from the plan
       -> GroupByKey         (the reshuffle: spreads shards over workers)
       -> WriteShard         read, decode, window, featurise, write one .tfrecord.gz
-      -> Summarise          one combiner over outcome rows and per-shard statistics
+      -> Summarise          one combiner over shard counters, dead letters, shard statistics
       -> stats.json, manifest.json, dead_letters.jsonl
 
 Shards are written by the worker that owns them, in path order, so feature

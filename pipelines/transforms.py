@@ -11,7 +11,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -187,7 +186,8 @@ class WriteShard(beam.DoFn):
         print(f"{time.strftime('%H:%M:%S')} [ser features] {shard}: {n_ok}/{len(members)} files, {writer.records} windows, "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
-    def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats):
+    def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats) -> int | dict:
+        """Featurise and write one file: its number of windows, or its dead-letter row."""
         stage = "read"
         try:
             if self.max_bytes and size > self.max_bytes:
