@@ -13,13 +13,16 @@ The shared machine's speed drifts by ~10% from minute to minute, so the loop
 and the pipeline run in alternating rounds (``--rounds``, default 3) and the
 ratio reported is the median of the per-round ratios.
 
-Two more figures explain the ratio, measured in the same run:
+Three more figures explain the ratio, measured in the same run:
 * ceiling: the same plain loop split over one process per core (a
   multiprocessing pool, no Beam, no writing): what the machine allows;
 * fixed cost: the pipeline over a small sample of the same files (start-up,
   worker start and stop, the small stages, publishing), from which the marginal
   cost per clip of a large run follows:
-  ``(wall_full - wall_small) / (files_full - files_small)``.
+  ``(wall_full - wall_small) / (files_full - files_small)``;
+* shard writer vs loop: ``WriteShard.process`` against the plain loop on the
+  same files in one process (no Beam): the per-clip work writing adds.
+Each pipeline run also records how many cores were busy while it ran.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,17 +91,108 @@ def process_per_core(files: list[Path], cfg: FeatureConfig) -> dict:
             "clips_per_s": round(len(files) / wall, 1)}
 
 
+class CoreMonitor:
+    """How many cores were busy (machine-wide, from /proc/stat) while a run lasted, sampled every 0.25 s.
+
+    Machine-wide: on the benchmark machine nothing else runs, so this is the run's own use.
+    """
+
+    def __init__(self, period_s: float = 0.25):
+        self.period_s, self.samples = period_s, []
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # total, idle + iowait
+
+    def _sample(self) -> None:
+        prev = self._read()
+        while not self._stop.wait(self.period_s):
+            cur = self._read()
+            total, idle = cur[0] - prev[0], cur[1] - prev[1]
+            if total:
+                self.samples.append((os.cpu_count() or 1) * (1 - idle / total))
+            prev = cur
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        if os.path.exists("/proc/stat"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        n = os.cpu_count() or 1
+        return {"cores_busy_mean": round(sum(self.samples) / len(self.samples), 2),
+                "share_of_time_all_cores_busy": round(sum(s >= n - 0.1 for s in self.samples) / len(self.samples), 2)}
+
+
 def pipeline_run(root: Path, out: Path, extra: list[str]) -> dict:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ser_model.cli", "features", "--input", str(root),
-                           "--output", str(out), *extra], capture_output=True, text=True, cwd=REPO)
+    with CoreMonitor() as cores:
+        proc = subprocess.run([sys.executable, "-m", "ser_model.cli", "features", "--input", str(root),
+                               "--output", str(out), *extra], capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"pipeline failed:\n{proc.stderr[-4000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
     return {"inputs": manifest["inputs"], "written": manifest["written"], "failed": manifest["failed"],
             "skipped": manifest["skipped"], "wall_s": round(wall, 2),
-            "clips_per_s": round(manifest["inputs"] / wall, 1), "args": extra}
+            "clips_per_s": round(manifest["inputs"] / wall, 1), "args": extra, **cores.summary()}
+
+
+def dofn_overhead(files: list[Path], cfg: FeatureConfig, out: Path, rounds: int = 5) -> dict:
+    """The shard writer's per-clip work beyond the loop's, without Beam.
+
+    ``WriteShard.process`` (read, decode, features, encode, write the shard, train
+    statistics) against the plain loop over the same files in this one process,
+    in alternating rounds; the median ratio.
+    """
+    import contextlib
+    import io
+    import statistics
+
+    from threadpoolctl import threadpool_limits
+
+    from pipelines.transforms import WriteShard
+    from ser_model.corpora import Skip, parse_path
+    from ser_model.labels import load_label_table
+    from ser_model.splits import SplitConfig
+
+    table = load_label_table()
+    label_set = table.label_set()
+    members = []
+    for path in files:
+        try:
+            utt = parse_path(str(path), table)
+        except Skip:
+            continue
+        if label_set.class_of(utt.label) is not None:
+            members.append((utt.with_(split="train"), path.stat().st_size))
+    paths = [Path(u.path) for u, _ in members]
+    writer = WriteShard(str(out), cfg, label_set, SplitConfig.from_dict({}), "store", 0)
+    writer.setup()
+    out.mkdir(parents=True, exist_ok=True)
+    ratios = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for _ in range(rounds):
+            started = time.perf_counter()
+            _featurize_all(paths, cfg)
+            loop_s = time.perf_counter() - started
+            started = time.perf_counter()
+            with contextlib.redirect_stderr(io.StringIO()):  # its per-shard progress line
+                list(writer.process(("train-00000-of-00001", members)))
+            ratios.append((time.perf_counter() - started) / loop_s)
+    return {"files": len(members), "rounds": rounds, "ratio_median": round(statistics.median(ratios), 3),
+            "ratios": [round(r, 3) for r in ratios]}
 
 
 def sample_tree(corpora: Path, limit: int, into: Path) -> Path:
@@ -140,13 +235,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="sample this many files (0: all)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of plain loop and default pipeline (median ratio reported)")
-    parser.add_argument("--variants", default="--gzip=fast",
+    parser.add_argument("--variants", default="--gzip=fast,--runner=FnApiRunner --direct_running_mode=multi_threading "
+                                              "--direct_num_workers=2",
                         help="comma-separated extra pipeline variants, each run once against the median "
                              "round's loop: flags joined by spaces, e.g. '--gzip=small' or "
                              "'--runner=FnApiRunner --direct_running_mode=multi_threading "
                              "--direct_num_workers=2' ('' for none)")
     parser.add_argument("--small", type=int, default=60,
                         help="files in the small run that measures the pipeline's fixed cost (0: skip)")
+    parser.add_argument("--dofn_files", type=int, default=400,
+                        help="files in the in-process comparison of the shard writer with the plain loop")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "features_throughput.json"))
     args = parser.parse_args()
     corpora = Path(args.corpora)
@@ -180,6 +278,10 @@ def main() -> None:
             runs[variant]["ratio_vs_loop"] = round(runs[variant]["clips_per_s"] / loop["clips_per_s"], 2)
             runs[variant]["shard_bytes"] = shard_bytes(Path(tmp) / f"out-{i}")
             print(json.dumps(runs[variant]), flush=True)
+        print(f"shard writer vs plain loop, {args.dofn_files} files, in process ...", flush=True)
+        dofn = dofn_overhead(random.Random(1).sample(files, min(args.dofn_files, len(files))), cfg,
+                             Path(tmp) / "out-dofn")
+        print(json.dumps(dofn), flush=True)
         fixed = None
         if args.small:
             print(f"pipeline (default) over {args.small} files: the fixed cost ...", flush=True)
@@ -192,7 +294,8 @@ def main() -> None:
               "files": len(files), "rounds": rounds,
               "ratio_median": median_round(rounds)["ratio"],
               "plain_loop": loop, "pipeline": median_round(rounds)["pipeline"],
-              "process_per_core": ceiling, "variants": runs, "fixed_cost": fixed, "target_ratio": 1.6}
+              "process_per_core": ceiling, "variants": runs, "fixed_cost": fixed,
+              "shard_writer_vs_loop_in_process": dofn, "target_ratio": 1.6}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"ratio_median": result["ratio_median"], "rounds": [r["ratio"] for r in rounds],
