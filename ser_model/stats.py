@@ -28,12 +28,13 @@ class FeatureStats:
 
     def add(self, logmel: np.ndarray, mfcc: np.ndarray) -> None:
         """Add one window: ``(bands, frames)`` arrays; every frame counts once."""
-        lm, mf = logmel.astype(np.float64), mfcc.astype(np.float64)
-        self.count += lm.shape[1]
-        self.logmel_sum += lm.sum(axis=1)
-        self.logmel_sumsq += (lm ** 2).sum(axis=1)
-        self.mfcc_sum += mf.sum(axis=1)
-        self.mfcc_sumsq += (mf ** 2).sum(axis=1)
+        # One window's sums in float32 (pairwise summation over ~200 frames loses
+        # nothing that matters), accumulated over windows in float64.
+        self.count += logmel.shape[1]
+        self.logmel_sum += logmel.sum(axis=1)
+        self.logmel_sumsq += np.einsum("ij,ij->i", logmel, logmel)
+        self.mfcc_sum += mfcc.sum(axis=1)
+        self.mfcc_sumsq += np.einsum("ij,ij->i", mfcc, mfcc)
 
     def merge(self, other: "FeatureStats") -> "FeatureStats":
         return FeatureStats(self.count + other.count,
