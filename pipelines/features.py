@@ -238,8 +238,12 @@ def report(m: dict) -> str:
     return "\n".join(lines)
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Parse flags, run the pipeline into a staging folder, publish, print the counts."""
+def run(argv: list[str] | None = None, workers=None) -> int:
+    """Parse flags, run the pipeline into a staging folder, publish, print the counts.
+
+    ``workers``: :class:`pipelines.local_workers.PrestartedWorkers` for a default
+    local run (``ser features`` starts them before importing Beam).
+    """
     console_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     if wants_help(argv):
@@ -263,7 +267,11 @@ def run(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     LOG.info("writing to staging %s", staging)
     try:
-        with beam.Pipeline(options=options) as p:
+        runner = None
+        if workers is not None and local:
+            runner = workers.runner(options)
+            LOG.info("%d SDK workers pre-started (importing Beam while this process did)", workers.n)
+        with beam.Pipeline(runner=runner, options=options) as p:
             build_pipeline(p, job, staging)
     except BaseException:
         if local:

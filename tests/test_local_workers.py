@@ -1,0 +1,73 @@
+"""Pre-started local SDK workers: used only for default local runs, and nothing is left behind."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipelines.local_workers import PrestartedWorkers, workers_wanted
+from tests.conftest import REPO
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="named pipes")
+
+
+@pytest.mark.parametrize("argv, wanted", [
+    (["--input", "x", "--output", "y"], os.cpu_count() or 1),
+    (["--input", "x", "--direct_num_workers=3"], 3),
+    (["--input", "x", "--direct_num_workers", "1"], 1),
+    (["--input", "x", "--runner", "DataflowRunner"], 0),
+    (["--input", "x", "--runner=FnApiRunner"], 0),
+    (["--input", "x", "--direct_running_mode=multi_threading"], 0),
+    (["--input", "x", "--dry_run=True"], 0),
+    (["--help"], 0),
+])
+@posix_only
+def test_only_default_local_runs_pre_start_workers(argv, wanted):
+    assert workers_wanted(argv) == wanted
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@posix_only
+def test_unclaimed_workers_end_when_the_pool_closes():
+    pool = PrestartedWorkers(2)
+    folder = pool.folder
+    pool.close()
+    assert [p.returncode for p in pool.processes] == [0, 0]
+    assert not os.path.exists(folder)
+
+
+@posix_only
+def test_unclaimed_workers_end_when_the_launcher_dies():
+    script = ("import os, sys; from pipelines.local_workers import PrestartedWorkers; "
+              "pool = PrestartedWorkers(1); print(pool.processes[0].pid, flush=True); os._exit(0)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(pid)
+
+
+@posix_only
+def test_ser_features_uses_them_and_leaves_no_process_or_folder(corpora_tree, tmp_path):
+    root, _ = corpora_tree
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "ser_model.cli", "features", "--input", str(root / "savee"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+                          timeout=300, env={**os.environ, "TMPDIR": str(scratch)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{os.cpu_count()} SDK workers pre-started" in proc.stderr
+    assert (tmp_path / "out" / "manifest.json").exists()
+    assert list(scratch.iterdir()) == []  # the pipes' folder is gone
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(scratch) not in ps  # no worker or attach process is left
