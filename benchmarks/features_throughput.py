@@ -235,10 +235,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="sample this many files (0: all)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of plain loop and default pipeline (median ratio reported)")
-    parser.add_argument("--variants", default="--gzip=fast,--runner=FnApiRunner --direct_running_mode=multi_threading "
+    parser.add_argument("--variants", default="--direct_running_mode=multi_processing,--gzip=fast,"
+                                              "--runner=FnApiRunner --direct_running_mode=multi_threading "
                                               "--direct_num_workers=2",
                         help="comma-separated extra pipeline variants, each run once against the median "
-                             "round's loop: flags joined by spaces, e.g. '--gzip=small' or "
+                             "round's loop: flags joined by spaces (default: Beam's own worker start, "
+                             "without pre-started workers; Huffman gzip; multi-threading), e.g. '--gzip=small' or "
                              "'--runner=FnApiRunner --direct_running_mode=multi_threading "
                              "--direct_num_workers=2' ('' for none)")
     parser.add_argument("--small", type=int, default=60,

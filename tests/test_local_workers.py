@@ -46,10 +46,12 @@ def test_unclaimed_workers_end_when_the_pool_closes():
 
 
 @posix_only
-def test_unclaimed_workers_end_when_the_launcher_dies():
+def test_unclaimed_workers_end_when_the_launcher_dies(tmp_path):
     script = ("import os, sys; from pipelines.local_workers import PrestartedWorkers; "
               "pool = PrestartedWorkers(1); print(pool.processes[0].pid, flush=True); os._exit(0)")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    # A launcher killed outright leaves its (empty) pipes' folder behind: keep it in tmp_path.
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
     pid = int(proc.stdout.split()[0])
     deadline = time.monotonic() + 30
     while _running(pid) and time.monotonic() < deadline:
