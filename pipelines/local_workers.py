@@ -37,12 +37,13 @@ HANDED_OVER = ("CONTROL_API_SERVICE_DESCRIPTOR", "LOGGING_API_SERVICE_DESCRIPTOR
                "WORKER_ID")
 # Workers already fill every core: one BLAS thread each (see options.with_local_defaults).
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-LOCAL_ONLY_FLAGS = ("--runner", "--direct_running_mode", "--dry_run", "--help", "-h")
+# A run that names its runner or mode, or does not run (dry run, help), gets Beam's own worker start.
+FLAGS_WITHOUT_PRESTART = ("--runner", "--direct_running_mode", "--dry_run", "--help", "-h")
 
 
 def workers_wanted(argv: list[str]) -> int:
     """How many workers to pre-start for these ``ser features`` arguments: 0 unless a default local run."""
-    if os.name != "posix" or any(a == f or a.startswith(f + "=") for a in argv for f in LOCAL_ONLY_FLAGS):
+    if os.name != "posix" or any(a == f or a.startswith(f + "=") for a in argv for f in FLAGS_WITHOUT_PRESTART):
         return 0
     for i, arg in enumerate(argv):
         if arg == "--direct_num_workers" and i + 1 < len(argv):
