@@ -7,6 +7,8 @@ import os
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
                                                   StandardOptions)
 
+# Defined in a Beam-free module so `ser features` can use them before it imports Beam.
+from pipelines.local_workers import SINGLE_THREADED, names_flag
 
 FEATURES_INPUT_HELP = ("a corpus root folder, glob or URI (local, gs://, s3://); repeatable. Prefix with "
                        "ravdess=, cremad=, tess= or savee= to force a corpus; otherwise each file's corpus "
@@ -67,18 +69,10 @@ def with_local_defaults(options: PipelineOptions, argv: list[str] = ()) -> Pipel
             direct.direct_running_mode = "multi_processing"
         if not names_flag(argv, "--direct_num_workers"):
             direct.direct_num_workers = os.cpu_count() or 1
-        # One BLAS thread per worker process: the workers already use every core,
-        # and OpenBLAS threads spin-wait, burning a second core for no speed-up
-        # on these small matrices (measured: same wall time, twice the CPU).
-        # Worker processes inherit this environment.
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")
+        # Worker processes inherit this environment (a value the user set wins).
+        for var, value in SINGLE_THREADED.items():
+            os.environ.setdefault(var, value)
     return options
-
-
-def names_flag(argv, flag: str) -> bool:
-    """Whether the command line gave ``flag`` (``--flag V`` or ``--flag=V``) rather than its default."""
-    return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
 def announce_matches(inputs, log) -> int:
