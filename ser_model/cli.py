@@ -42,12 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "features":
         # Start the local pipeline's worker processes before this one imports Beam, so that
         # their imports and ours overlap (see pipelines/local_workers.py).
-        from pipelines.local_workers import PrestartedWorkers, workers_wanted
+        from pipelines.local_workers import PrestartedWorkers, beam_without_unused_integrations, workers_wanted
 
         n_workers = workers_wanted(argv[1:])
         if n_workers:
             with PrestartedWorkers(n_workers) as workers:
-                from pipelines.features import run
+                with beam_without_unused_integrations():
+                    from pipelines.features import run
 
                 sys.exit(run(argv[1:], workers=workers))
     module = __import__(module_name, fromlist=[func_name])

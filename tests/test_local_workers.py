@@ -28,6 +28,27 @@ def test_only_default_local_runs_pre_start_workers(argv, wanted):
     assert workers_wanted(argv) == wanted
 
 
+def test_beam_imports_without_the_integrations_the_feature_pipeline_does_not_use():
+    # A fresh interpreter: in this one pandas may already be imported (and then stays).
+    script = "\n".join([
+        "import sys",
+        "from pipelines.local_workers import beam_without_unused_integrations",
+        "with beam_without_unused_integrations():",
+        "    import apache_beam.runners.worker.sdk_worker_main, pipelines.features",
+        "    try:",
+        "        import pandas",
+        "    except ImportError:",
+        "        print('pandas hidden')",
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'pymongo', 'bson') if sys.modules.get(m)))",
+        "import pandas, pyarrow",  # importable again once Beam is in
+        "print(pandas.DataFrame({'a': [1]}).shape, pyarrow.array([1, 2]).to_pylist())",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["pandas hidden", "[]", "(1, 1) [1, 2]"]
+    assert "bson" not in done.stderr  # Beam's MongoDB IO warning about the hidden bson is not shown
+
+
 def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
