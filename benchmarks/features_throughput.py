@@ -10,8 +10,9 @@ pipeline clips/s >= 1.6x the loop on the 2-core machine. Results go to
 benchmarks/results/features_throughput.json.
 
 The shared machine's speed drifts by ~10% from minute to minute, so the loop
-and the pipeline run in alternating rounds (``--rounds``, default 3) and the
-ratio reported is the median of the per-round ratios.
+and the pipeline run in alternating rounds (``--rounds``, default 5; every
+other round runs the pipeline first) and the ratio reported is the median of
+the per-round ratios.
 
 Three more figures explain the ratio, measured in the same run:
 * ceiling: the same plain loop split over one process per core (a
@@ -233,7 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpora", default=str(REPO.parent / "shared" / "corpora"))
     parser.add_argument("--limit", type=int, default=0, help="sample this many files (0: all)")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternating rounds of plain loop and default pipeline (median ratio reported)")
     parser.add_argument("--variants", default="--direct_running_mode=multi_processing,--gzip=fast,"
                                               "--runner=FnApiRunner --direct_running_mode=multi_threading "
@@ -256,17 +257,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = sample_tree(corpora, args.limit, Path(tmp) / "in")
         files = audio_files(root)
-        print(f"{len(files)} audio files; {args.rounds} rounds of plain loop, then pipeline ...", flush=True)
+        print(f"{len(files)} audio files; {args.rounds} rounds of plain loop and pipeline ...", flush=True)
         rounds = []
         for i in range(args.rounds):
-            loop = plain_loop(files, cfg)
-            print(json.dumps(loop), flush=True)
-            run = pipeline_run(root, Path(tmp) / f"out-round-{i}", [])
+            out = Path(tmp) / f"out-round-{i}"
+            # Every other round runs the pipeline first: a drift of the machine's speed within
+            # a round then favours neither side.
+            if i % 2:
+                run = pipeline_run(root, out, [])
+                loop = plain_loop(files, cfg)
+            else:
+                loop = plain_loop(files, cfg)
+                run = pipeline_run(root, out, [])
             run["ratio_vs_loop"] = round(run["clips_per_s"] / loop["clips_per_s"], 2)
-            run["shard_bytes"] = shard_bytes(Path(tmp) / f"out-round-{i}")
+            run["shard_bytes"] = shard_bytes(out)
+            run["ran_first"] = bool(i % 2)
+            print(json.dumps(loop), flush=True)
             print(json.dumps(run), flush=True)
             rounds.append({"plain_loop": loop, "pipeline": run, "ratio": run["ratio_vs_loop"]})
-            shutil.rmtree(Path(tmp) / f"out-round-{i}")
+            shutil.rmtree(out)
         loop = median_round(rounds)["plain_loop"]
         print("plain loop, one process per core ...", flush=True)
         ceiling = process_per_core(files, cfg)
