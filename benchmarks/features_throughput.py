@@ -259,7 +259,7 @@ def main() -> None:
                                               "--direct_num_workers=2",
                         help="comma-separated extra pipeline variants, each run once against the median "
                              "round's loop: flags joined by spaces (default: Beam's own worker start, "
-                             "without pre-started workers; Huffman gzip; multi-threading), e.g. '--gzip=small' or "
+                             "without forked workers; Huffman gzip; multi-threading), e.g. '--gzip=small' or "
                              "'--runner=FnApiRunner --direct_running_mode=multi_threading "
                              "--direct_num_workers=2' ('' for none)")
     parser.add_argument("--small", type=int, default=60,

@@ -242,7 +242,7 @@ def run(argv: list[str] | None = None, workers=None) -> int:
     """Parse flags, run the pipeline into a staging folder, publish, print the counts.
 
     ``workers``: :class:`pipelines.local_workers.PrestartedWorkers` for a default
-    local run (``ser features`` starts them before importing Beam).
+    local run (``ser features`` forks them once it has imported Beam).
     """
     console_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -270,7 +270,7 @@ def run(argv: list[str] | None = None, workers=None) -> int:
         runner = None
         if workers is not None and local:
             runner = workers.runner(options)
-            LOG.info("%d SDK workers pre-started (importing Beam while this process did)", workers.n)
+            LOG.info("%d SDK workers forked from this process (Beam already imported)", workers.n)
         with beam.Pipeline(runner=runner, options=options) as p:
             build_pipeline(p, job, staging)
     except BaseException:

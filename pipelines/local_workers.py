@@ -1,31 +1,37 @@
-"""Local SDK worker processes started before the launcher imports Beam.
+"""Local SDK worker processes forked from the launcher once it has imported Beam.
 
 The FnApiRunner starts its worker processes (``python -m
 apache_beam.runners.worker.sdk_worker_main``) when the first stage runs, after
-the launcher has imported Beam (~0.9 s here) and built the job; each worker then
-spends ~0.9 s importing Beam itself. ``ser features`` starts them first instead,
-so the imports overlap: 0.3 s off every local run (a 61-file run: 2.70-2.79 s ->
-2.38-2.49 s in four alternating pairs on the 2-core development machine).
+the launcher has imported Beam and built the job; each worker then imports Beam
+again, and on a 2-core machine three processes importing at once share two
+cores. ``ser features`` instead imports Beam, the SDK harness and the feature
+transforms once, in the launcher, and then forks its workers, which inherit
+all of it (:func:`forked_workers`). Measured on the 2-core development
+machine, a 61-file run: 1.62 s -> 1.27 s against the earlier pre-start by a
+separate interpreter per worker (eight alternating pairs), which had itself
+taken 0.3 s off Beam's own worker start.
 
 Protocol (POSIX named pipes in a private temporary folder):
 
-* ``serve``: a pre-started worker imports the SDK harness and our transforms,
-  then waits for the environment variables the runner gives a worker (its
-  control and logging endpoints, pipeline options, worker id) on ``envN``.
+* a forked worker waits for the environment variables the runner gives a
+  worker (its control and logging endpoints, pipeline options, worker id) on
+  ``envN``, then runs the SDK harness;
 * ``attach``: the command the runner runs for each worker. It claims a waiting
   worker (``claimN``, created exclusively), hands it the runner's variables and
   lasts as long as that worker does (until the worker's end of ``doneN``
   closes), so the runner sees an ordinary worker process. With none left to
   claim it becomes an ordinary worker itself.
 
-A pre-started worker that is never claimed exits when the launcher closes the
-pool or dies (it watches a pipe whose other end only the launcher holds).
+A forked worker that is never claimed exits when the launcher closes the pool
+or dies (it watches a pipe whose other end only the launcher holds).
 
-Both the launcher and the pre-started workers import Beam with the optional
-integrations it imports whenever they are installed (pandas, Arrow, MongoDB,
-BigQuery, Pub/Sub, the Dataflow API client) hidden
-(:func:`beam_without_unused_integrations`): a local feature run uses none of
-them, and importing them cost 0.75-0.9 s of CPU in each of the three processes.
+The fork happens before the launcher creates any gRPC channel or server or
+starts a thread (checked), the condition under which gRPC and the BLAS
+libraries are fork-safe; only on Linux (other systems get Beam's own worker
+start). Beam is imported with the optional integrations it loads whenever they
+are installed (pandas, Arrow, MongoDB, BigQuery, Pub/Sub, the Dataflow API
+client) hidden (:func:`beam_without_unused_integrations`): a local feature run
+uses none of them, and importing them cost 0.75-0.9 s of CPU.
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ import os
 import select
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 HANDED_OVER = ("CONTROL_API_SERVICE_DESCRIPTOR", "LOGGING_API_SERVICE_DESCRIPTOR", "PIPELINE_OPTIONS",
                "WORKER_ID")
@@ -88,8 +95,8 @@ def names_flag(argv, flag: str) -> bool:
 
 
 def workers_wanted(argv: list[str]) -> int:
-    """How many workers to pre-start for these ``ser features`` arguments: 0 unless a default local run."""
-    if os.name != "posix" or any(names_flag(argv, f) for f in FLAGS_WITHOUT_PRESTART):
+    """How many workers to fork for these ``ser features`` arguments: 0 unless a default local run on Linux."""
+    if not sys.platform.startswith("linux") or any(names_flag(argv, f) for f in FLAGS_WITHOUT_PRESTART):
         return 0
     for i, arg in enumerate(argv):
         if arg == "--direct_num_workers" and i + 1 < len(argv):
@@ -103,21 +110,56 @@ def workers_wanted(argv: list[str]) -> int:
     return os.cpu_count() or 1
 
 
+@contextlib.contextmanager
+def forked_workers(n: int):
+    """Import Beam, the SDK harness and the feature transforms here, then fork ``n`` waiting workers.
+
+    Yields the :class:`PrestartedWorkers`; on leaving, unclaimed workers end and
+    every worker is waited for.
+    """
+    for var, value in SINGLE_THREADED.items():  # before numpy loads its BLAS, here and so in the workers
+        os.environ.setdefault(var, value)
+    with beam_without_unused_integrations():
+        import apache_beam.runners.worker.sdk_worker_main  # noqa: F401  (what the workers run)
+        import pipelines.features  # noqa: F401  (the launcher's job and the workers' transforms)
+    with PrestartedWorkers(n) as workers:
+        yield workers
+
+
 class PrestartedWorkers:
-    """``n`` SDK worker processes, importing Beam from now on; :attr:`command` attaches the runner to them."""
+    """``n`` SDK worker processes forked from this one, waiting; :attr:`command` attaches the runner to them.
+
+    Fork before this process creates a thread or a gRPC object (a RuntimeError
+    says so otherwise): the workers inherit its imported modules.
+    """
 
     def __init__(self, n: int):
+        if threading.active_count() > 1 or _native_threads() > 1:
+            raise RuntimeError("forking SDK workers needs a single-threaded launcher")
         self.n = n
         self.folder = tempfile.mkdtemp(prefix="ser-workers-")
         for i in range(n):
             os.mkfifo(f"{self.folder}/env{i}", 0o600)
             os.mkfifo(f"{self.folder}/done{i}", 0o600)
         watched, self._alive = os.pipe()
-        self.processes = [
-            subprocess.Popen([sys.executable, "-m", "pipelines.local_workers", "serve", self.folder, str(i),
-                              str(watched)], pass_fds=(watched,), env={**SINGLE_THREADED, **os.environ})
-            for i in range(n)]
+        sys.stdout.flush()  # else a child would write this process's buffered output again
+        sys.stderr.flush()
+        self.pids = [self._fork(i, watched) for i in range(n)]
         os.close(watched)
+        self.exit_codes: list[int | None] = [None] * n
+
+    def _fork(self, index: int, watched: int) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:  # the child: never returns into the launcher's code
+            os.close(self._alive)
+            code = serve(self.folder, index, watched)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)  # no atexit handlers or finalisers of the launcher's objects
 
     def runner(self, options):
         """An FnApiRunner whose SDK workers are these processes; adjusts ``options`` to match."""
@@ -147,12 +189,17 @@ class PrestartedWorkers:
         if self._alive is not None:
             os.close(self._alive)
             self._alive = None
-        for proc in self.processes:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        deadline = time.monotonic() + 10
+        for i, pid in enumerate(self.pids):
+            while self.exit_codes[i] is None:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    self.exit_codes[i] = os.waitstatus_to_exitcode(status)
+                elif time.monotonic() > deadline:
+                    os.kill(pid, 9)
+                    self.exit_codes[i] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                else:
+                    time.sleep(0.005)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self):
@@ -162,15 +209,19 @@ class PrestartedWorkers:
         self.close()
 
 
+def _native_threads() -> int:
+    """Threads of this process, native ones included (Linux); 1 where that cannot be read."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
 def serve(folder: str, index: int, watched: int) -> int:
-    """A pre-started worker: import now, wait to be claimed, then run the SDK harness."""
-    # Open for reading first, so an attach process can hand over its variables even while this one imports.
+    """A forked worker: wait to be claimed, then run the SDK harness (already imported)."""
+    import apache_beam.runners.worker.sdk_worker_main as harness
+
     env_fd = os.open(f"{folder}/env{index}", os.O_RDONLY | os.O_NONBLOCK)
-    with beam_without_unused_integrations():
-        import apache_beam.runners.worker.sdk_worker_main as harness  # the import this process is here to do early
-
-        import pipelines.transforms  # noqa: F401  (the feature DoFns' own imports)
-
     data = b""
     while True:
         ready, _, _ = select.select([env_fd, watched], [], [])
@@ -214,11 +265,9 @@ def attach(folder: str, n: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["serve"] and len(argv) == 4:
-        return serve(argv[1], int(argv[2]), int(argv[3]))
     if argv[:1] == ["attach"] and len(argv) == 3:
         return attach(argv[1], int(argv[2]))
-    print("usage: python -m pipelines.local_workers serve FOLDER INDEX FD | attach FOLDER N", file=sys.stderr)
+    print("usage: python -m pipelines.local_workers attach FOLDER N", file=sys.stderr)
     return 2
 
 

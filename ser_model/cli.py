@@ -40,15 +40,14 @@ def main(argv: list[str] | None = None) -> None:
 
     skip_final_gc()
     if args.command == "features":
-        # Start the local pipeline's worker processes before this one imports Beam, so that
-        # their imports and ours overlap (see pipelines/local_workers.py).
-        from pipelines.local_workers import PrestartedWorkers, beam_without_unused_integrations, workers_wanted
+        # A local run imports Beam once, here, and forks its worker processes from this one
+        # (see pipelines/local_workers.py).
+        from pipelines.local_workers import forked_workers, workers_wanted
 
         n_workers = workers_wanted(argv[1:])
         if n_workers:
-            with PrestartedWorkers(n_workers) as workers:
-                with beam_without_unused_integrations():
-                    from pipelines.features import run
+            with forked_workers(n_workers) as workers:
+                from pipelines.features import run
 
                 sys.exit(run(argv[1:], workers=workers))
     module = __import__(module_name, fromlist=[func_name])

@@ -1,8 +1,9 @@
-"""Pre-started local SDK workers: used only for default local runs, and nothing is left behind."""
+"""Forked local SDK workers: used only for default local runs, and nothing is left behind."""
 
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from pipelines.local_workers import PrestartedWorkers, workers_wanted
 from tests.conftest import REPO
 
-posix_only = pytest.mark.skipif(os.name != "posix", reason="named pipes")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers: Linux only")
 
 
 @pytest.mark.parametrize("argv, wanted", [
@@ -23,7 +24,7 @@ posix_only = pytest.mark.skipif(os.name != "posix", reason="named pipes")
     (["--input", "x", "--dry_run=True"], 0),
     (["--help"], 0),
 ])
-@posix_only
+@linux_only
 def test_only_default_local_runs_pre_start_workers(argv, wanted):
     assert workers_wanted(argv) == wanted
 
@@ -60,30 +61,52 @@ def _running(pid: int) -> bool:
         return False
 
 
-@posix_only
-def test_unclaimed_workers_end_when_the_pool_closes():
-    pool = PrestartedWorkers(2)
-    folder = pool.folder
-    pool.close()
-    assert [p.returncode for p in pool.processes] == [0, 0]
-    assert not os.path.exists(folder)
-
-
-@posix_only
-def test_unclaimed_workers_end_when_the_launcher_dies(tmp_path):
-    script = ("import os, sys; from pipelines.local_workers import PrestartedWorkers; "
-              "pool = PrestartedWorkers(1); print(pool.processes[0].pid, flush=True); os._exit(0)")
+def _in_fresh_interpreter(script: str, tmp_path) -> list[str]:
+    """Run ``script`` in a new single-threaded interpreter (a test process may have threads: no fork there)."""
     # A launcher killed outright leaves its (empty) pipes' folder behind: keep it in tmp_path.
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60,
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120,
                           env={**os.environ, "TMPDIR": str(tmp_path)})
-    pid = int(proc.stdout.split()[0])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
+
+
+@linux_only
+def test_unclaimed_workers_end_when_the_pool_closes(tmp_path):
+    out = _in_fresh_interpreter(
+        "import os; from pipelines.local_workers import forked_workers\n"
+        "with forked_workers(2) as pool:\n"
+        "    print(*pool.pids, pool.folder, flush=True)\n"
+        "print(*pool.exit_codes, os.path.exists(pool.folder))", tmp_path)
+    pids = [int(p) for p in out[:2]]
+    assert out[3:] == ["0", "0", "False"]  # both ended by themselves, the folder is gone
+    assert not any(_running(pid) for pid in pids)
+
+
+@linux_only
+def test_unclaimed_workers_end_when_the_launcher_dies(tmp_path):
+    out = _in_fresh_interpreter(
+        "import os; from pipelines.local_workers import forked_workers\n"
+        "pool = forked_workers(1).__enter__(); print(pool.pids[0], flush=True); os._exit(0)", tmp_path)
+    pid = int(out[0])
     deadline = time.monotonic() + 30
     while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _running(pid)
 
 
-@posix_only
+def test_workers_are_not_forked_from_a_process_with_threads():
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait)
+    helper.start()
+    try:
+        with pytest.raises(RuntimeError, match="single-threaded"):
+            PrestartedWorkers(1)
+    finally:
+        stop.set()
+        helper.join()
+
+
+@linux_only
 def test_ser_features_uses_them_and_leaves_no_process_or_folder(corpora_tree, tmp_path):
     root, _ = corpora_tree
     scratch = tmp_path / "tmp"
@@ -92,7 +115,7 @@ def test_ser_features_uses_them_and_leaves_no_process_or_folder(corpora_tree, tm
                            "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
                           timeout=300, env={**os.environ, "TMPDIR": str(scratch)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"{os.cpu_count()} SDK workers pre-started" in proc.stderr
+    assert f"{os.cpu_count()} SDK workers forked" in proc.stderr
     assert (tmp_path / "out" / "manifest.json").exists()
     assert list(scratch.iterdir()) == []  # the pipes' folder is gone
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
