@@ -26,9 +26,9 @@ A forked worker that is never claimed exits when the launcher closes the pool
 or dies (it watches a pipe whose other end only the launcher holds).
 
 The fork happens before the launcher creates any gRPC channel or server or
-starts a thread (checked), the condition under which gRPC and the BLAS
-libraries are fork-safe; only on Linux (other systems get Beam's own worker
-start). Beam is imported with the optional integrations it loads whenever they
+starts a thread, the condition under which gRPC and the BLAS libraries are
+fork-safe; a launcher that already has a thread, and systems other than Linux,
+get Beam's own worker start. Beam is imported with the optional integrations it loads whenever they
 are installed (pandas, Arrow, MongoDB, BigQuery, Pub/Sub, the Dataflow API
 client) hidden (:func:`beam_without_unused_integrations`): a local feature run
 uses none of them, and importing them cost 0.75-0.9 s of CPU.
@@ -114,14 +114,19 @@ def workers_wanted(argv: list[str]) -> int:
 def forked_workers(n: int):
     """Import Beam, the SDK harness and the feature transforms here, then fork ``n`` waiting workers.
 
-    Yields the :class:`PrestartedWorkers`; on leaving, unclaimed workers end and
-    every worker is waited for.
+    Yields the :class:`PrestartedWorkers`, or None where this process already
+    has a second thread (a user's ``OPENBLAS_NUM_THREADS=4`` starts BLAS
+    threads when numpy loads): then the runner starts its own workers. On
+    leaving, unclaimed workers end and every worker is waited for.
     """
     for var, value in SINGLE_THREADED.items():  # before numpy loads its BLAS, here and so in the workers
         os.environ.setdefault(var, value)
     with beam_without_unused_integrations():
         import apache_beam.runners.worker.sdk_worker_main  # noqa: F401  (what the workers run)
         import pipelines.features  # noqa: F401  (the launcher's job and the workers' transforms)
+    if not _single_threaded():
+        yield None
+        return
     with PrestartedWorkers(n) as workers:
         yield workers
 
@@ -134,7 +139,7 @@ class PrestartedWorkers:
     """
 
     def __init__(self, n: int):
-        if threading.active_count() > 1 or _native_threads() > 1:
+        if not _single_threaded():
             raise RuntimeError("forking SDK workers needs a single-threaded launcher")
         self.n = n
         self.folder = tempfile.mkdtemp(prefix="ser-workers-")
@@ -149,13 +154,16 @@ class PrestartedWorkers:
         self.exit_codes: list[int | None] = [None] * n
 
     def _fork(self, index: int, watched: int) -> int:
+        # Opened here, before the fork: an attach process can hand over its variables however late the child runs.
+        env_fd = os.open(f"{self.folder}/env{index}", os.O_RDONLY | os.O_NONBLOCK)
         pid = os.fork()
         if pid:
+            os.close(env_fd)
             return pid
         code = 1
         try:  # the child: never returns into the launcher's code
             os.close(self._alive)
-            code = serve(self.folder, index, watched)
+            code = serve(self.folder, index, watched, env_fd)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -209,19 +217,19 @@ class PrestartedWorkers:
         self.close()
 
 
-def _native_threads() -> int:
-    """Threads of this process, native ones included (Linux); 1 where that cannot be read."""
+def _single_threaded() -> bool:
+    """Whether this process has one thread only, native ones included (read from /proc on Linux)."""
     try:
-        return len(os.listdir("/proc/self/task"))
+        native = len(os.listdir("/proc/self/task"))
     except OSError:
-        return 1
+        native = 1
+    return threading.active_count() == 1 and native == 1
 
 
-def serve(folder: str, index: int, watched: int) -> int:
-    """A forked worker: wait to be claimed, then run the SDK harness (already imported)."""
+def serve(folder: str, index: int, watched: int, env_fd: int) -> int:
+    """A forked worker: wait to be claimed on ``env_fd``, then run the SDK harness (already imported)."""
     import apache_beam.runners.worker.sdk_worker_main as harness
 
-    env_fd = os.open(f"{folder}/env{index}", os.O_RDONLY | os.O_NONBLOCK)
     data = b""
     while True:
         ready, _, _ = select.select([env_fd, watched], [], [])

@@ -1,5 +1,6 @@
 """Forked local SDK workers: used only for default local runs, and nothing is left behind."""
 
+import json
 import os
 import subprocess
 import sys
@@ -104,6 +105,19 @@ def test_workers_are_not_forked_from_a_process_with_threads():
     finally:
         stop.set()
         helper.join()
+
+
+@linux_only
+def test_a_launcher_with_blas_threads_leaves_the_workers_to_beam(corpora_tree, tmp_path):
+    # A user's OPENBLAS_NUM_THREADS=2 wins over our default of 1: numpy then starts a BLAS thread,
+    # and a process with threads is not forked.
+    root, _ = corpora_tree
+    proc = subprocess.run([sys.executable, "-m", "ser_model.cli", "features", "--input", str(root / "savee"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+                          timeout=300, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SDK workers forked" not in proc.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["written"] > 0
 
 
 @linux_only
