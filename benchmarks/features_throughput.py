@@ -74,9 +74,13 @@ def plain_loop(files: list[Path], cfg: FeatureConfig) -> dict:
     started, cpu = time.perf_counter(), time.process_time()
     ok, windows = _featurize_all(files, cfg)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"files": len(files), "ok": ok, "windows": windows, "wall_s": round(wall, 2),
-            "cpu_s": round(cpu, 2),
-            "clips_per_s": round(len(files) / wall, 1), "ms_per_clip": round(1000 * wall / len(files), 2)}
+    return loop_figures(len(files), ok, windows, wall, cpu)
+
+
+def loop_figures(files: int, ok: int, windows: int, wall: float, cpu: float) -> dict:
+    """A plain loop's result record."""
+    return {"files": files, "ok": ok, "windows": windows, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "clips_per_s": round(files / wall, 1), "ms_per_clip": round(1000 * wall / files, 2)}
 
 
 def sandwiched_round(files: list[Path], cfg: FeatureConfig, run_pipeline) -> tuple[dict, dict]:
@@ -88,11 +92,8 @@ def sandwiched_round(files: list[Path], cfg: FeatureConfig, run_pipeline) -> tup
     first = plain_loop(files[0::2], cfg)
     run = run_pipeline()
     second = plain_loop(files[1::2], cfg)
-    wall = first["wall_s"] + second["wall_s"]
-    loop = {"files": len(files), "ok": first["ok"] + second["ok"], "windows": first["windows"] + second["windows"],
-            "wall_s": round(wall, 2), "halves_wall_s": [first["wall_s"], second["wall_s"]],
-            "cpu_s": round(first["cpu_s"] + second["cpu_s"], 2),
-            "clips_per_s": round(len(files) / wall, 1), "ms_per_clip": round(1000 * wall / len(files), 2)}
+    loop = loop_figures(len(files), *(first[k] + second[k] for k in ("ok", "windows", "wall_s", "cpu_s")))
+    loop["halves_wall_s"] = [first["wall_s"], second["wall_s"]]
     return loop, run
 
 

@@ -28,10 +28,11 @@ or dies (it watches a pipe whose other end only the launcher holds).
 The fork happens before the launcher creates any gRPC channel or server or
 starts a thread, the condition under which gRPC and the BLAS libraries are
 fork-safe; a launcher that already has a thread, and systems other than Linux,
-get Beam's own worker start. Beam is imported with the optional integrations it loads whenever they
-are installed (pandas, Arrow, MongoDB, BigQuery, Pub/Sub, the Dataflow API
-client) hidden (:func:`beam_without_unused_integrations`): a local feature run
-uses none of them, and importing them cost 0.75-0.9 s of CPU.
+get Beam's own worker start. Beam is imported with the optional integrations
+it loads whenever they are installed (pandas, Arrow, MongoDB, BigQuery,
+Pub/Sub, the Dataflow API client) hidden
+(:func:`beam_without_unused_integrations`): a local feature run uses none of
+them, and importing them cost 0.75-0.9 s of CPU.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ HANDED_OVER = ("CONTROL_API_SERVICE_DESCRIPTOR", "LOGGING_API_SERVICE_DESCRIPTOR
 # small matrices (measured: same wall time, twice the CPU). Set as defaults:
 # a value in the user's environment wins.
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def default_to_one_blas_thread() -> None:
+    """Put :data:`SINGLE_THREADED` in this process's environment, where the user has not set them.
+
+    Takes effect for numpy loaded after this call and for every process started from this one.
+    """
+    for var, value in SINGLE_THREADED.items():
+        os.environ.setdefault(var, value)
 # A run that names its runner or mode, or does not run (dry run, help), gets Beam's own worker start.
 FLAGS_WITHOUT_PRESTART = ("--runner", "--direct_running_mode", "--dry_run", "--help", "-h")
 # Beam imports these whenever they are installed, each behind a try/except ImportError: its
@@ -119,8 +129,7 @@ def forked_workers(n: int):
     threads when numpy loads): then the runner starts its own workers. On
     leaving, unclaimed workers end and every worker is waited for.
     """
-    for var, value in SINGLE_THREADED.items():  # before numpy loads its BLAS, here and so in the workers
-        os.environ.setdefault(var, value)
+    default_to_one_blas_thread()  # before numpy loads its BLAS, here and so in the workers
     with beam_without_unused_integrations():
         import apache_beam.runners.worker.sdk_worker_main  # noqa: F401  (what the workers run)
         import pipelines.features  # noqa: F401  (the launcher's job and the workers' transforms)
@@ -171,8 +180,6 @@ class PrestartedWorkers:
 
     def runner(self, options):
         """An FnApiRunner whose SDK workers are these processes; adjusts ``options`` to match."""
-        import logging
-
         from apache_beam.options.pipeline_options import DirectOptions
         from apache_beam.runners.portability.fn_api_runner import fn_runner
         from apache_beam.transforms.environments import SubprocessSDKEnvironment

@@ -8,7 +8,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   StandardOptions)
 
 # Defined in a Beam-free module so `ser features` can use them before it imports Beam.
-from pipelines.local_workers import SINGLE_THREADED, names_flag
+from pipelines.local_workers import default_to_one_blas_thread, names_flag
 
 FEATURES_INPUT_HELP = ("a corpus root folder, glob or URI (local, gs://, s3://); repeatable. Prefix with "
                        "ravdess=, cremad=, tess= or savee= to force a corpus; otherwise each file's corpus "
@@ -69,9 +69,7 @@ def with_local_defaults(options: PipelineOptions, argv: list[str] = ()) -> Pipel
             direct.direct_running_mode = "multi_processing"
         if not names_flag(argv, "--direct_num_workers"):
             direct.direct_num_workers = os.cpu_count() or 1
-        # Worker processes inherit this environment (a value the user set wins).
-        for var, value in SINGLE_THREADED.items():
-            os.environ.setdefault(var, value)
+        default_to_one_blas_thread()  # worker processes inherit this environment
     return options
 
 
