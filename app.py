@@ -1,5 +1,5 @@
-"""Streamlit entry point: `streamlit run app.py` (or `ser app`). The app lives in ser_model/webapp.py."""
+"""Streamlit entry point: `streamlit run app.py` (or `ser app`). The app lives in ser_cli/webapp.py."""
 
-from ser_model.webapp import main
+from ser_cli.webapp import main
 
 main()

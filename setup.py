@@ -21,9 +21,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11,<3.13",
-    packages=find_packages(include=["ser_model", "ser_model.*", "pipelines", "pipelines.*"]),
+    packages=find_packages(include=["ser_model", "ser_model.*", "pipelines", "pipelines.*", "ser_cli"]),
     package_data={"ser_model": ["bundled_model/*"]},
     data_files=[("configs", [str(p) for p in Path("configs").glob("*.yaml")])],
     install_requires=requirements(),
-    entry_points={"console_scripts": ["ser=ser_model.cli:main"]},
+    entry_points={"console_scripts": ["ser=ser_cli.main:main"]},
 )

@@ -20,7 +20,6 @@ output (see :func:`publish`).
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 import uuid
@@ -30,21 +29,20 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from ser_model.config import ConfigError, load_yaml, parse_override
 from ser_model.corpora import CORPORA
-from ser_model.fast_exit import skip_final_gc
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet, parse_label_table
+from ser_model.outputs import check_writable
 from ser_model.splits import SplitConfig
 from pipelines import transforms as T
-from pipelines.options import (FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions,
-                               announce_matches, is_local, print_help, with_local_defaults,
-                               console_logging, wants_help)
+from pipelines.dead_letters import DEAD, to_jsonl
+from pipelines.launch import PipelineCommand, UsageError, balance_line, expand_input, run_command
+from pipelines.options import FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions
+from pipelines.progress import Ticks
 from pipelines.tfrecord_sink import read_bytes, write_text
 
-LOG = logging.getLogger("ser.features")
 MAX_FILE_BYTES = 2 * 1024 ** 3  # beyond any training clip; larger files are dead letters
 
 
@@ -52,8 +50,10 @@ MAX_FILE_BYTES = 2 * 1024 ** 3  # beyond any training clip; larger files are dea
 class Job:
     """Everything a run needs, resolved from configs and flags before the pipeline is built."""
 
-    inputs: tuple[tuple[str | None, str], ...]   # (corpus or None, glob)
+    inputs: tuple[tuple[str, str], ...]   # (name shown, glob)
+    corpora: tuple[str | None, ...]       # per input: the corpus it is forced to, or None
     output: str
+    staging: str                          # where this run writes until it succeeds
     features: FeatureConfig
     label_set: LabelSet
     label_table: object
@@ -67,54 +67,59 @@ class Job:
 
 
 def parse_input(spec: str) -> tuple[str | None, str]:
-    """``[corpus=]root`` -> ``(corpus or None, glob)``; a folder becomes ``folder/**``."""
-    corpus, root = None, spec
+    """``[corpus=]root`` -> ``(corpus or None, root)``."""
     head, sep, tail = spec.partition("=")
     if sep and head in CORPORA:
-        corpus, root = head, tail
-    elif sep and "/" not in head:
+        return head, tail
+    if sep and "/" not in head:
         raise ConfigError(f"--input {spec!r}: unknown corpus {head!r}; known: {', '.join(CORPORA)}")
-    if not any(ch in root for ch in "*?["):
-        root = root.rstrip("/") + "/**"
-    return corpus, root
+    return None, spec
 
 
 def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
     """Load the YAML configs and apply the command-line overrides."""
     if not io.input:
-        raise ConfigError("give at least one --input corpus root")
+        raise UsageError("give at least one --input corpus root")
     if not io.output:
-        raise ConfigError("give --output, the folder to write the shards to")
+        raise UsageError("give --output, the folder to write the shards to")
     feature_yaml = load_yaml(opts.features_config)
-    feature_settings = dict(feature_yaml.get("features", {}))
+    feature_settings = dict(feature_yaml.get("features") or {})
     for text in opts.overrides:
         key, value = parse_override(text)
         feature_settings[key] = value
     table = parse_label_table(load_yaml(opts.labels_config))
-    output_cfg = feature_yaml.get("output", {})
+    output_cfg = feature_yaml.get("output") or {}
+    missing = {"files_per_shard", "gzip"} - set(output_cfg)
+    if missing:
+        raise ConfigError(f"{opts.features_config}: output section lacks {sorted(missing)}")
+    parsed = [parse_input(spec) for spec in io.input]
+    output = io.output.rstrip("/")
     return Job(
-        inputs=tuple(parse_input(s) for s in io.input),
-        output=io.output.rstrip("/"),
+        inputs=tuple((spec, expand_input(root)) for spec, (_, root) in zip(io.input, parsed)),
+        corpora=tuple(corpus for corpus, _ in parsed),
+        output=output,
+        staging=f"{output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
         features=FeatureConfig.from_dict(feature_settings),
         label_set=table.label_set(opts.label_set),
         label_table=table,
-        splits=SplitConfig.from_dict(feature_yaml.get("splits", {})),
-        files_per_shard=int(opts.files_per_shard or output_cfg.get("files_per_shard", 250)),
-        gzip=str(opts.gzip or output_cfg.get("gzip", "store")),
+        splits=SplitConfig.from_dict(feature_yaml.get("splits") or {}),
+        files_per_shard=int(opts.files_per_shard or output_cfg["files_per_shard"]),
+        gzip=str(opts.gzip or output_cfg["gzip"]),
     )
 
 
-def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
-    """Add the feature pipeline to ``p``, writing every output under ``staging``."""
+def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> None:
+    """Add the feature pipeline to ``p``, writing every output under ``job.staging``."""
+    staging = job.staging
     matched = [
         p | f"Match{i}" >> fileio.MatchFiles(glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
           | f"Tag{i}" >> beam.Map(lambda meta, c=corpus: (c, meta))
-        for i, (corpus, glob) in enumerate(job.inputs)
+        for i, ((_, glob), corpus) in enumerate(zip(job.inputs, job.corpora))
     ]
     files = matched | "AllInputs" >> beam.Flatten()
 
-    parsed = files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set)).with_outputs(
-        T.DEAD, main="utterances")
+    parsed = files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set, ticks)).with_outputs(
+        DEAD, main="utterances")
     utterances = parsed.utterances
 
     plan = ((files | "InputFacts" >> beam.FlatMap(T.input_facts),
@@ -127,10 +132,10 @@ def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
               | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan), job.splits)
               | "GroupShards" >> beam.GroupByKey()
               | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set, job.splits,
-                                                         job.gzip, MAX_FILE_BYTES))
-              .with_outputs(T.DEAD, T.STATS, main="counts"))
+                                                         job.gzip, MAX_FILE_BYTES, ticks))
+              .with_outputs(DEAD, T.STATS, main="counts"))
 
-    ((shards.counts, parsed[T.DEAD], shards[T.DEAD], shards[T.STATS])
+    ((shards.counts, parsed[DEAD], shards[DEAD], shards[T.STATS])
      | "AllResults" >> beam.Flatten()
      | "Summarise" >> beam.CombineGlobally(T.Summarise(job.features.n_mels, job.features.n_mfcc))
      | "WriteSummary" >> beam.Map(_write_summary, staging, beam.pvalue.AsSingleton(plan), job))
@@ -138,8 +143,7 @@ def build_pipeline(p: beam.Pipeline, job: Job, staging: str) -> None:
 
 def _write_summary(summary: T.Summary, staging: str, plan: dict, job: Job) -> None:
     """``dead_letters.jsonl``, ``stats.json`` (when there is a train split) and ``counts.json``."""
-    write_text(f"{staging}/dead_letters.jsonl",
-               "".join(json.dumps(r, sort_keys=True) + "\n" for r in summary.dead_letters))
+    write_text(f"{staging}/dead_letters.jsonl", to_jsonl(summary.dead_letters))
     if summary.stats.count:  # no train split: nothing to normalise with; the trainer says so
         write_text(f"{staging}/stats.json", json.dumps(summary.stats.to_json(), indent=1))
     write_text(f"{staging}/counts.json",
@@ -179,10 +183,6 @@ def manifest_from_counts(counter: Counter, n_matched: int, job: Job) -> dict:
     }
 
 
-def staging_path(output: str) -> str:
-    return f"{output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
 def _files_under(prefix: str) -> list[str]:
     result = FileSystems.match([prefix + "/**"])[0]
     return sorted(m.path for m in result.metadata_list)
@@ -219,13 +219,8 @@ def publish(staging: str, output: str, job: Job, counts: dict) -> dict:
     return manifest
 
 
-def summary_line(m: dict) -> str:
-    return (f"inputs {m['inputs']} = written {m['written']} + skipped {m['skipped']} + "
-            f"failed {m['failed']}" + ("" if m["balanced"] else "  (MISMATCH: files were lost)"))
-
-
 def report(m: dict) -> str:
-    lines = [summary_line(m)]
+    lines = [balance_line(m["inputs"], {k: m[k] for k in ("written", "skipped", "failed")})[0]]
     for split in ("train", "val", "test"):
         per_corpus = {c: s.get(split, 0) for c, s in m["corpus_split"].items()}
         windows = m["windows"].get(split, 0)
@@ -238,65 +233,43 @@ def report(m: dict) -> str:
     return "\n".join(lines)
 
 
-def run(argv: list[str] | None = None, workers=None) -> int:
-    """Parse flags, run the pipeline into a staging folder, publish, print the counts.
+class FeaturesCommand(PipelineCommand):
+    prog = "ser features"
+    description = __doc__.split("\n")[0]
+    options_class = FeaturesOptions
+    input_help, output_help = FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP
+    progress_label = "featurised"
 
-    ``workers``: :class:`pipelines.local_workers.PrestartedWorkers` for a default
-    local run (``ser features`` forks them once it has imported Beam).
-    """
-    console_logging()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print_help(FeaturesOptions, "ser features", __doc__.split("\n")[0], FEATURES_INPUT_HELP,
-                   FEATURES_OUTPUT_HELP)
-        return 0
-    options = PipelineOptions(argv)
-    try:
-        job = make_job(options.view_as(FeaturesOptions), options.view_as(IOOptions))
-    except (ConfigError, ValueError) as err:
-        print(f"ser features: error: {err}", file=sys.stderr)
-        return 2
-    options = with_local_defaults(options, argv)
-    local = is_local(options)
-    if local and not announce_matches(((f"{corpus}={glob}" if corpus else glob, glob)
-                                       for corpus, glob in job.inputs), LOG):
-        # A mistyped path must not replace a good output folder with an empty one.
-        print("ser features: error: no input file matched; nothing was written", file=sys.stderr)
-        return 2
-    staging = staging_path(job.output)
-    started = time.monotonic()
-    LOG.info("writing to staging %s", staging)
-    try:
-        runner = None
-        if workers is not None and local:
-            runner = workers.runner(options)
-            LOG.info("%d SDK workers forked from this process (Beam already imported)", workers.n)
-        with beam.Pipeline(runner=runner, options=options) as p:
-            build_pipeline(p, job, staging)
-    except BaseException:
-        if local:
-            _delete_tree(staging)
-        raise
-    if options.view_as(TestOptions).dry_run:
-        print("dry run: the job was built, not submitted")
-        return 0
-    counts = json.loads(read_bytes(f"{staging}/counts.json"))
-    if not counts["written"]:
-        _delete_tree(staging)
-        print(report(counts))
-        print(f"ser features: error: no file could be used; {job.output} was left as it was",
-              file=sys.stderr)
-        return 1
-    manifest = publish(staging, job.output, job, counts)
-    print(report(manifest))
-    print(f"wrote {job.output} in {time.monotonic() - started:.1f} s")
-    return 0 if manifest["balanced"] else 1
+    def make_job(self, options):
+        return make_job(options.view_as(FeaturesOptions), options.view_as(IOOptions))
+
+    def check_output(self, job):
+        check_writable(job.output, folder=True)
+
+    def build(self, p, job, ticks):
+        build_pipeline(p, job, ticks)
+
+    def abandon(self, job):
+        _delete_tree(job.staging)
+
+    def finish(self, job, seconds):
+        counts = json.loads(read_bytes(f"{job.staging}/counts.json"))
+        if not counts["written"]:
+            _delete_tree(job.staging)
+            print(report(counts))
+            print(f"ser features: error: no file could be used; {job.output} was left as it was",
+                  file=sys.stderr)
+            return 1
+        manifest = publish(job.staging, job.output, job, counts)
+        print(report(manifest))
+        print(f"wrote {job.output} in {seconds:.1f} s")
+        return 0 if manifest["balanced"] else 1
 
 
-def main() -> None:
-    skip_final_gc()
-    sys.exit(run(sys.argv[1:]))
+def run(argv: list[str] | None = None) -> int:
+    """``ser features``: run the pipeline into a staging folder, publish, print the counts."""
+    return run_command(FeaturesCommand(), sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

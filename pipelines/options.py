@@ -1,14 +1,16 @@
-"""Command-line flags of the pipelines (Beam ``PipelineOptions`` subclasses)."""
+"""Command-line flags of the pipelines: Beam ``PipelineOptions`` subclasses, checked strictly.
+
+Beam accepts any ``--flag`` and only logs a warning for one it does not know;
+:func:`unknown_flags` makes a mistyped flag an error instead.
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
 
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
-                                                  StandardOptions)
-
-# Defined in a Beam-free module so `ser features` can use them before it imports Beam.
-from pipelines.local_workers import default_to_one_blas_thread, names_flag
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
+                                                  TestOptions)
 
 FEATURES_INPUT_HELP = ("a corpus root folder, glob or URI (local, gs://, s3://); repeatable. Prefix with "
                        "ravdess=, cremad=, tess= or savee= to force a corpus; otherwise each file's corpus "
@@ -18,6 +20,12 @@ SCORE_INPUT_HELP = ("file, folder or glob (local, gs://, s3://); repeatable; 'ar
                     "a folder means everything below it")
 SCORE_OUTPUT_HELP = ("output prefix: PREFIX.files.parquet (one row per file), PREFIX.windows.parquet "
                      "with --windows, PREFIX.dead_letters.jsonl")
+
+# One BLAS thread per worker process: the local runner already starts one
+# worker per core, and OpenBLAS threads spin-wait, so more threads burn a second
+# core without making these small matrices faster. Set only where the user has
+# not set them; worker processes inherit the environment.
+SINGLE_THREADED_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class IOOptions(PipelineOptions):
@@ -31,8 +39,17 @@ class IOOptions(PipelineOptions):
         parser.add_argument("--output", default=None, help=output_help)
 
 
+class CommonOptions(PipelineOptions):
+    """Flags every pipeline command has."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--verbose", action="store_true",
+                            help="show Beam's and TensorFlow's own log output (hidden by default)")
+
+
 class FeaturesOptions(PipelineOptions):
-    """Flags of ``ser features`` / ``python -m pipelines.features`` (plus IOOptions)."""
+    """Flags of ``ser features`` (plus IOOptions and CommonOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -45,75 +62,15 @@ class FeaturesOptions(PipelineOptions):
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="override a feature setting, e.g. --set n_mels=64; repeatable")
         parser.add_argument("--gzip", choices=("store", "fast", "small"), default=None,
-                            help="shard compression: store (gzip container, no compression, least CPU), "
-                                 "fast (Huffman only: 0.81 of the size on the development corpora, "
-                                 "+15%% pipeline CPU), small (level 6: smaller, 3-4x the CPU of fast); "
-                                 "default from the features YAML (store)")
+                            help="shard compression: store (a gzip container without compression, least "
+                                 "CPU), fast (Huffman coding only), small (zlib level 6, the most CPU); "
+                                 "default: output.gzip of the features YAML")
         parser.add_argument("--files_per_shard", type=int, default=None,
-                            help="files per output shard (default: from the features YAML)")
-
-
-def with_local_defaults(options: PipelineOptions, argv: list[str] = ()) -> PipelineOptions:
-    """Pick a runner that works offline and uses every core when none was named.
-
-    Beam's default runner (and DirectRunner itself, since 2.6x) first tries to
-    download the Prism binary, which fails without internet; the FnApiRunner is
-    what DirectRunner falls back to, so it is named directly, in
-    multi-processing mode with one worker per core.
-    """
-    standard = options.view_as(StandardOptions)
-    if not standard.runner:
-        standard.runner = "FnApiRunner"
-        direct = options.view_as(DirectOptions)
-        if direct.direct_running_mode == "in_memory":
-            direct.direct_running_mode = "multi_processing"
-        if not names_flag(argv, "--direct_num_workers"):
-            direct.direct_num_workers = os.cpu_count() or 1
-        default_to_one_blas_thread()  # worker processes inherit this environment
-    return options
-
-
-def announce_matches(inputs, log) -> int:
-    """Log how many files each input matches, before a local run starts; return the total.
-
-    ``inputs`` are ``(name shown, glob)`` pairs. Both pipelines match again inside
-    the job (``fileio.MatchFiles``); this is only progress for the console, so a
-    user sees at once that a path matched nothing.
-    """
-    from apache_beam.io.filesystems import FileSystems
-
-    total = 0
-    for name, glob in inputs:
-        n = len(FileSystems.match([glob])[0].metadata_list)
-        total += n
-        log.info("input %s: %d files", name, n)
-        if n == 0:
-            log.warning("input %s matched no files", name)
-    return total
-
-
-def is_local(options: PipelineOptions) -> bool:
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    name = runner if isinstance(runner, str) else type(runner).__name__
-    return any(local in name for local in ("Direct", "FnApi", "Prism"))
-
-
-def print_help(options_class, prog: str, description: str, input_help: str, output_help: str) -> None:
-    """``--help`` for our own flags only (Beam's full list runs to hundreds of lines)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description,
-        epilog="Any Apache Beam pipeline option is accepted too, e.g. --runner DataflowRunner "
-               "--project P --region R --temp_location gs://B/tmp --setup_file ./setup.py; "
-               "locally the default is DirectRunner using every core.")
-    IOOptions._add_argparse_args(parser, input_help, output_help)
-    options_class._add_argparse_args(parser)
-    parser.print_help()
+                            help="files per output shard (default: output.files_per_shard of the features YAML)")
 
 
 class ScoreOptions(PipelineOptions):
-    """Flags of ``ser score`` / ``python -m pipelines.score`` (plus IOOptions)."""
+    """Flags of ``ser score`` (plus IOOptions and CommonOptions)."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -129,14 +86,88 @@ class ScoreOptions(PipelineOptions):
                                  "follows a corpus's naming, predicted label, confidence)")
 
 
-def console_logging() -> None:
-    """INFO lines with a timestamp from our loggers; Beam, absl and TensorFlow only warnings."""
-    import logging
+class _FlagNames:
+    """Stands in for a parser to collect the flag names an options class adds."""
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("apache_beam", "absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    def __init__(self):
+        self.names: list[str] = []
+
+    def add_argument(self, *names, **_):
+        self.names.extend(names)
 
 
-def wants_help(argv) -> bool:
-    return "-h" in argv or "--help" in argv
+def own_flags(options_class) -> list[str]:
+    """The ``--flags`` a command documents in its ``--help``."""
+    recorder = _FlagNames()
+    for cls in (IOOptions, CommonOptions, options_class):
+        cls._add_argparse_args(recorder)
+    return sorted(recorder.names)
+
+
+def unknown_flags(argv: list[str]) -> list[str]:
+    """Flags in ``argv`` that neither this project nor Beam defines (e.g. ``--segmentz``)."""
+    known = set(PipelineOptions([]).get_all_options())
+    given = PipelineOptions(argv).get_all_options(retain_unknown_options=True)
+    return sorted(f"--{name}" for name in set(given) - known)
+
+
+def unknown_flag_message(flags: list[str], options_class) -> str:
+    """``unrecognized argument --segmentz (did you mean --segments?); valid: ...``."""
+    valid = own_flags(options_class)
+    parts = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag, valid, n=1)
+        parts.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
+    return (f"unrecognized argument{'s' if len(flags) > 1 else ''} {', '.join(parts)}; "
+            f"this command's flags: {' '.join(valid)} (plus any Apache Beam pipeline option)")
+
+
+def with_local_defaults(options: PipelineOptions, argv: list[str]) -> PipelineOptions:
+    """Pick a runner that works offline and uses every core when none was named.
+
+    Beam's default runner (and DirectRunner itself) first tries to download the
+    Prism binary, which fails without internet; the FnApiRunner is what
+    DirectRunner falls back to, so it is named directly, in Beam's
+    multi-processing mode with one worker process per core.
+    """
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = "FnApiRunner"
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode == "in_memory":
+            direct.direct_running_mode = "multi_processing"
+        if not names_flag(argv, "--direct_num_workers"):
+            direct.direct_num_workers = os.cpu_count() or 1
+        for var, value in SINGLE_THREADED_BLAS.items():
+            os.environ.setdefault(var, value)
+    return options
+
+
+def names_flag(argv, flag: str) -> bool:
+    """Whether ``argv`` sets ``flag`` (``--flag value`` or ``--flag=value``)."""
+    return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
+
+
+def is_local(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return any(local in name for local in ("Direct", "FnApi", "Prism"))
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    return bool(options.view_as(TestOptions).dry_run)
+
+
+def print_help(options_class, prog: str, description: str, input_help: str, output_help: str) -> None:
+    """``--help`` for our own flags only (Beam's full list runs to hundreds of lines)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description,
+        epilog="Any Apache Beam pipeline option is accepted too, e.g. --runner DataflowRunner "
+               "--project P --region R --temp_location gs://B/tmp --setup_file ./setup.py; "
+               "locally the default is Beam's FnApiRunner with one worker process per core.")
+    IOOptions._add_argparse_args(parser, input_help, output_help)
+    CommonOptions._add_argparse_args(parser)
+    options_class._add_argparse_args(parser)
+    parser.print_help()

@@ -1,41 +1,66 @@
 """Bulk scoring: audio archives -> one Parquet row per file (and per window).
 
-    MatchFiles per --input ─► dedupe by path (a shuffle) ─► FileWindows (decode in blocks, window, features)
-        ─► BatchElements ─► Infer (model loaded once per worker in setup())
-        ─► per-window rows ──────────────────────────────► [PREFIX.windows.parquet]
-        ─► mean per file ─► join with file info ─► rows ─► PREFIX.files.parquet
-    failures anywhere ─► dead letters (and a row with `error`) ─► PREFIX.dead_letters.jsonl
+    MatchFiles per --input -> dedupe by path (a shuffle) -> FileWindows (decode in blocks, window, features)
+        -> BatchElements -> Infer (model loaded once per worker in setup())
+        -> per-window rows ----------------------------------------> [PREFIX.windows.parquet]
+        -> join windows with file info per path -> file_probabilities -> PREFIX.files.parquet
+    failures anywhere -> dead letters (and a row with `error`) -> PREFIX.dead_letters.jsonl
 
 Windows of one long file are emitted as they are decoded and scored in batches
 as they come (the steps are fused), so an hours-long recording is never held in
-memory. One file is scored by one worker.
+memory. One file is decoded by one worker.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-import time
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, TestOptions
+from apache_beam.options.pipeline_options import DirectOptions
 
-from pipelines.options import (SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, IOOptions, ScoreOptions, announce_matches,
-                               is_local, names_flag, print_help, with_local_defaults, console_logging, wants_help)
+from pipelines.dead_letters import DEAD, dead_letter, to_jsonl
+from pipelines.launch import PipelineCommand, UsageError, balance_line, expand_input, run_command
+from pipelines.options import IOOptions, SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, ScoreOptions, names_flag
+from pipelines.progress import Ticks
 from pipelines.tfrecord_sink import write_text
+from ser_model.aggregate import file_probabilities
 from ser_model.bundle import named_outputs
-from ser_model.fast_exit import skip_final_gc
-from ser_model.labels import LabelSet
 
-LOG = logging.getLogger("ser.score")
-DEAD = "dead_letter"
 INFO = "file_info"
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """Everything a scoring run needs, resolved from the flags and the bundle before the pipeline is built."""
+
+    inputs: tuple[tuple[str, str], ...]   # (name shown, glob)
+    output: str                           # prefix of the output files
+    bundle: dict                          # ser_model.bundle.read_bundle_meta
+    windows: bool
+    batch_size: int
+    max_seconds: float | None
+    summary: bool
+
+
+def make_job(opts: ScoreOptions, io: IOOptions) -> ScoreJob:
+    from ser_model.bundle import read_bundle_meta
+
+    if not io.input:
+        raise UsageError("give at least one --input file, folder or glob")
+    if not io.output:
+        raise UsageError("give --output, the prefix of the Parquet files")
+    if opts.batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, not {opts.batch_size}")
+    return ScoreJob(inputs=tuple((spec, expand_input(spec)) for spec in io.input), output=io.output,
+                    bundle=read_bundle_meta(opts.model), windows=opts.windows, batch_size=opts.batch_size,
+                    max_seconds=opts.max_seconds, summary=opts.summary)
 
 
 class FileWindows(beam.DoFn):
@@ -45,8 +70,8 @@ class FileWindows(beam.DoFn):
     ``dead_letter`` rows for files that cannot be read or hold no usable sound.
     """
 
-    def __init__(self, features: dict, max_seconds: float | None):
-        self.features, self.max_seconds = features, max_seconds
+    def __init__(self, features: dict, max_seconds: float | None, ticks: Ticks = Ticks(None)):
+        self.features, self.max_seconds, self.ticks = features, max_seconds, ticks
         self.files = Metrics.counter("score", "files_opened")
         self.failed = Metrics.counter("score", "files_failed")
 
@@ -57,11 +82,10 @@ class FileWindows(beam.DoFn):
 
         self.cfg = FeatureConfig.from_dict(self.features)
         self._blas = threadpool_limits(limits=1, user_api="blas")
-        skip_final_gc()  # worker processes are stopped one by one: each exit counts
 
     def process(self, meta):
         from ser_model.audio import AudioError
-        from ser_model.features import compute_features
+        from ser_model.extract import featurize_windows
         from ser_model.streaming import open_windows
 
         path = meta.path
@@ -71,26 +95,23 @@ class FileWindows(beam.DoFn):
                 raise AudioError("empty-file", "file is empty (0 bytes)")
             with FileSystems.open(path, compression_type="uncompressed") as f:
                 rec = open_windows(f, self.cfg, max_seconds=self.max_seconds)
-                for win in rec.windows:
-                    logmel, mfcc = compute_features(win.samples, self.cfg)
+                for win in featurize_windows(rec.windows, self.cfg):
                     n += 1
-                    yield path, win.index, win.start_s, logmel, mfcc
+                    yield path, win.index, win.start_s, win.logmel, win.mfcc
             if n == 0:
                 raise AudioError("silent", "no window with sound in it")
         except AudioError as err:
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, _dead(path, "decode", err.kind, str(err)))
+            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, "decode", err.kind, str(err)))
             return
         except Exception as err:  # one bad file must never end the run
             self.failed.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, _dead(path, "read", type(err).__name__, str(err)))
+            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, "read", type(err).__name__, str(err)))
             return
+        finally:
+            self.ticks.tick()
         self.files.inc()
         yield beam.pvalue.TaggedOutput(INFO, (path, {"duration_s": rec.duration_s, "n_windows": n}))
-
-
-def _dead(path, stage, error_type, message):
-    return {"path": path, "stage": stage, "error_type": error_type, "message": message}
 
 
 class Infer(beam.DoFn):
@@ -126,35 +147,8 @@ class Infer(beam.DoFn):
             yield path, index, start, probs[i], (gender[i] if gender is not None else None)
 
 
-class MeanProbs(beam.CombineFn):
-    """Averages window probabilities of a file (the same rule as training's evaluation)."""
-
-    def create_accumulator(self):
-        return None, None, 0
-
-    def add_input(self, acc, scored):
-        probs, gender = scored
-        return self.merge_accumulators([acc, (probs, gender, 1)])
-
-    def merge_accumulators(self, accs):
-        total = gender = None
-        n = 0
-        for t, g, k in accs:
-            if t is not None:
-                total = t if total is None else total + t
-            if g is not None:
-                gender = g if gender is None else gender + g
-            n += k
-        return total, gender, n
-
-    def extract_output(self, acc):
-        total, gender, n = acc
-        return total / n, (gender / n if gender is not None else None), n
-
-
-def file_row(path: str, info: dict, mean, classes, gender_classes, model_id: str) -> dict:
+def file_row(path: str, info: dict, probs, gender, classes, gender_classes, model_id: str) -> dict:
     """One Parquet row of the files table (the scoring contract)."""
-    probs, gender, _ = mean
     best = int(np.argmax(probs))
     row = {"path": path, "duration_s": float(info["duration_s"]), "n_windows": int(info["n_windows"]),
            "label": classes[best], "confidence": float(probs[best]),
@@ -176,14 +170,17 @@ def error_row(dead: dict, classes, gender_classes, model_id: str) -> dict:
 
 
 def join_file(element, classes, gender_classes, model_id):
-    """File info + mean probabilities -> a row; a file with one but not the other still gets a row."""
+    """File info + its scored windows -> a row; a file with one but not the other still gets a row."""
     path, grouped = element
-    infos, means = list(grouped["info"]), list(grouped["mean"])
-    if infos and means:
-        yield file_row(path, infos[0], means[0], classes, gender_classes, model_id)
+    infos = list(grouped["info"])
+    windows = sorted(grouped["windows"], key=lambda w: w[0])   # time order: the same sums every run
+    if infos and windows:
+        probs = file_probabilities([w[1] for w in windows])
+        gender = file_probabilities([w[2] for w in windows]) if windows[0][2] is not None else None
+        yield file_row(path, infos[0], probs, gender, classes, gender_classes, model_id)
     else:  # never silently lose a file: say what went missing
         missing = "scores" if infos else "file info"
-        yield error_row(_dead(path, "score", "internal", f"no {missing} for this file"),
+        yield error_row(dead_letter(path, "score", "internal", f"no {missing} for this file"),
                         classes, gender_classes, model_id)
 
 
@@ -215,25 +212,23 @@ def windows_schema(classes):
                      + [(f"p_{c}", pa.float64()) for c in classes])
 
 
-def build_pipeline(p: beam.Pipeline, inputs: list[str], output: str, bundle: dict, with_windows: bool,
-                   batch_size: int, max_seconds: float | None) -> None:
-    """Add the scoring pipeline to ``p``; ``bundle`` is :func:`ser_model.bundle.read_bundle_meta`."""
+def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) -> None:
+    """Add the scoring pipeline to ``p``."""
+    bundle, output, batch_size = job.bundle, job.output, job.batch_size
     classes, genders, model_id = bundle["classes"], bundle["gender_classes"], bundle["model_id"]
     files = ([p | f"Match{i}" >> fileio.MatchFiles(glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-              for i, glob in enumerate(inputs)]
+              for i, (_, glob) in enumerate(job.inputs)]
              | "AllInputs" >> beam.Flatten()
              | "ByPath" >> beam.Map(lambda m: (m.path, m))
              | "Dedupe" >> beam.CombinePerKey(lambda metas: next(iter(metas)))  # also the reshuffle
              | "Meta" >> beam.Values())
-    decoded = files | "Windows" >> beam.ParDo(FileWindows(bundle["features"], max_seconds)).with_outputs(
+    decoded = files | "Windows" >> beam.ParDo(FileWindows(bundle["features"], job.max_seconds, ticks)).with_outputs(
         DEAD, INFO, main="windows")
     scored = (decoded.windows
               | "Batch" >> beam.BatchElements(min_batch_size=min(8, batch_size), max_batch_size=batch_size)
               | "Infer" >> beam.ParDo(Infer(bundle["path"])))
-    means = (scored
-             | "ByFile" >> beam.Map(lambda s: (s[0], (s[3], s[4])))
-             | "MeanPerFile" >> beam.CombinePerKey(MeanProbs()))
-    rows = ({"info": decoded[INFO], "mean": means}
+    by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4])))
+    rows = ({"info": decoded[INFO], "windows": by_file}
             | "Join" >> beam.CoGroupByKey()
             | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id))
     dead = decoded[DEAD]
@@ -243,7 +238,7 @@ def build_pipeline(p: beam.Pipeline, inputs: list[str], output: str, bundle: dic
      | "WriteFiles" >> beam.io.WriteToParquet(f"{output}.files", files_schema(classes, genders),
                                               file_name_suffix=".parquet", num_shards=1,
                                               shard_name_template=""))
-    if with_windows:
+    if job.windows:
         (scored
          | "WindowRows" >> beam.Map(window_row, classes, bundle["features"]["window_seconds"])
          | "WriteWindows" >> beam.io.WriteToParquet(f"{output}.windows", windows_schema(classes),
@@ -251,9 +246,7 @@ def build_pipeline(p: beam.Pipeline, inputs: list[str], output: str, bundle: dic
                                                     shard_name_template=""))
     (dead
      | "DeadList" >> beam.combiners.ToList()
-     | "WriteDead" >> beam.Map(lambda rows: write_text(
-         f"{output}.dead_letters.jsonl",
-         "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rows, key=lambda r: r["path"])))))
+     | "WriteDead" >> beam.Map(lambda rows: write_text(f"{output}.dead_letters.jsonl", to_jsonl(rows))))
     counts = {"inputs": files | "CountInputs" >> beam.combiners.Count.Globally(),
               "scored": rows | "CountScored" >> beam.combiners.Count.Globally(),
               "failed": dead | "CountFailed" >> beam.combiners.Count.Globally()}
@@ -262,97 +255,63 @@ def build_pipeline(p: beam.Pipeline, inputs: list[str], output: str, bundle: dic
        | "WriteCounts" >> beam.Map(lambda c: write_text(f"{output}.counts.json", json.dumps(c))))
 
 
-def run(argv: list[str] | None = None) -> int:
-    console_logging()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if wants_help(argv):
-        print_help(ScoreOptions, "ser score", "Score audio archives with a model bundle into Parquet.",
-                   SCORE_INPUT_HELP, SCORE_OUTPUT_HELP)
-        return 0
-    options = PipelineOptions(argv)
-    opts, io = options.view_as(ScoreOptions), options.view_as(IOOptions)
-    from ser_model.bundle import read_bundle_meta
-
-    try:
-        if not io.input:
-            raise ValueError("give at least one --input file, folder or glob")
-        if not io.output:
-            raise ValueError("give --output, the prefix of the Parquet files")
-        bundle = read_bundle_meta(opts.model)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"ser score: error: {err}", file=sys.stderr)
-        return 2
-    inputs = [g if any(ch in g for ch in "*?[") else g.rstrip("/") + ("/**" if _is_dir(g) else "")
-              for g in io.input]
-    options = with_local_defaults(options, argv)
-    if is_local(options):
-        os.environ.setdefault("SER_TF_THREADS", "1")
-        n_files = announce_matches(((glob, glob) for glob in inputs), LOG)
-        if not n_files:
-            print("ser score: error: no input file matched; nothing was written", file=sys.stderr)
-            return 2
-        direct = options.view_as(DirectOptions)
-        if not names_flag(argv, "--direct_num_workers") and 0 < n_files < direct.direct_num_workers:
-            # A file is decoded and scored by one worker; an idle worker would still load
-            # TensorFlow and the model (~0.9 GB), so start no more workers than files.
-            direct.direct_num_workers = n_files
-    output = io.output
-    parent = os.path.dirname(output)
-    if parent and "://" not in output:
-        os.makedirs(parent, exist_ok=True)
-    started = time.monotonic()
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, inputs, output, bundle, opts.windows, opts.batch_size, opts.max_seconds)
-    if options.view_as(TestOptions).dry_run:
-        print("dry run: the job was built, not submitted")
-        return 0
-    with FileSystems.open(f"{output}.counts.json") as f:
-        counts = json.loads(f.read())
-    FileSystems.delete([f"{output}.counts.json"])
-    balanced = counts["inputs"] == counts["scored"] + counts["failed"]
-    print(f"inputs {counts['inputs']} = scored {counts['scored']} + failed {counts['failed']}"
-          + ("" if balanced else "  (MISMATCH: files were lost)"))
-    if opts.summary:
-        print(summary_table(f"{output}.files.parquet", LabelSet.from_json(bundle["label_set"])))
-    print(f"wrote {output}.files.parquet" + (f" and {output}.windows.parquet" if opts.windows else "")
-          + f" in {time.monotonic() - started:.1f} s (model {bundle['model_id']})")
-    return 0 if balanced else 1
-
-
 def summary_table(parquet_path: str, label_set) -> str:
-    """A readable per-file table of a files table (true labels in the model's label set)."""
+    """The per-file table of a files table (true labels in the model's label set)."""
     import pyarrow.parquet as pq
 
     from ser_model.corpora import expected_class
+    from ser_model.file_table import FileResult, format_file_table
     from ser_model.labels import load_label_table
 
     table = load_label_table()
-    lines = [f"{'file':34s} {'true':>9s} {'predicted':>10s} {'conf':>5s} {'gender':>7s}"]
-    correct = known = 0
-    for row in sorted(pq.read_table(parquet_path).to_pylist(), key=lambda r: r["path"]):
-        true = expected_class(row["path"], table, label_set)
-        name = row["path"].rsplit("/", 1)[-1][:34]
-        if row["error"]:
-            lines.append(f"{name:34s} {true:>9s}  error: {row['error']}")
-            continue
-        if true not in ("?", "-"):
-            known += 1
-            correct += true == row["label"]
-        lines.append(f"{name:34s} {true:>9s} {row['label']:>10s} {row['confidence']:5.2f} "
-                     f"{row.get('gender') or '':>7s}")
-    if known:
-        lines.append(f"{correct}/{known} correct where the file name gives the true label")
-    return "\n".join(lines)
+    return format_file_table(
+        FileResult(row["path"], expected_class(row["path"], table, label_set), row["label"], row["confidence"],
+                   row["n_windows"], row.get("gender"), row["error"])
+        for row in pq.read_table(parquet_path).to_pylist())
 
 
-def _is_dir(path: str) -> bool:
-    return "://" not in path and os.path.isdir(path)
+class ScoreCommand(PipelineCommand):
+    prog = "ser score"
+    description = "Score audio archives with a model bundle into Parquet."
+    options_class = ScoreOptions
+    input_help, output_help = SCORE_INPUT_HELP, SCORE_OUTPUT_HELP
+    progress_label = "scored"
+
+    def make_job(self, options):
+        return make_job(options.view_as(ScoreOptions), options.view_as(IOOptions))
+
+    def tune_local(self, options, argv, n_files):
+        # Beam runs one worker per core: one TensorFlow thread each avoids oversubscription.
+        os.environ.setdefault("SER_TF_THREADS", "1")
+        direct = options.view_as(DirectOptions)
+        if not names_flag(argv, "--direct_num_workers") and 0 < n_files < direct.direct_num_workers:
+            # A file is decoded by one worker, and every worker loads TensorFlow and
+            # the model: start no more workers than there are files.
+            direct.direct_num_workers = n_files
+
+    def build(self, p, job, ticks):
+        build_pipeline(p, job, ticks)
+
+    def finish(self, job, seconds):
+        from ser_model.labels import LabelSet
+
+        output = job.output
+        with FileSystems.open(f"{output}.counts.json") as f:
+            counts = json.loads(f.read())
+        FileSystems.delete([f"{output}.counts.json"])
+        line, balanced = balance_line(counts["inputs"], {"scored": counts["scored"], "failed": counts["failed"]})
+        print(line)
+        if job.summary:
+            print(summary_table(f"{output}.files.parquet", LabelSet.from_json(job.bundle["label_set"])))
+        print(f"wrote {output}.files.parquet" + (f" and {output}.windows.parquet" if job.windows else "")
+              + f" in {seconds:.1f} s (model {job.bundle['model_id']})")
+        return 0 if balanced else 1
 
 
-def main() -> None:
-    skip_final_gc()
-    sys.exit(run(sys.argv[1:]))
+def run(argv: list[str] | None = None) -> int:
+    """``ser score``."""
+    return run_command(ScoreCommand(), sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

@@ -7,8 +7,6 @@ never exceptions that kill the run.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -19,19 +17,15 @@ from ser_model import audio
 from ser_model.corpora import CREMAD_DEMOGRAPHICS, Skip, Utterance, parse_path
 from ser_model.corpora.cremad import parse_demographics
 from ser_model.extract import examples_for, featurize_bytes
-from ser_model.fast_exit import skip_final_gc
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet, LabelTable
 from ser_model.splits import SplitConfig, assign_splits, group_of, shard_index, shards_for
 from ser_model.stats import FeatureStats
+from pipelines.dead_letters import DEAD, dead_letter
+from pipelines.progress import Ticks
 from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
 
-DEAD = "dead_letter"
 STATS = "stats"
-
-
-def dead_letter(path: str, stage: str, error_type: str, message: str, kind: str = "failed") -> dict:
-    return {"path": path, "kind": kind, "stage": stage, "error_type": error_type, "message": message}
 
 
 class ParseFile(beam.DoFn):
@@ -41,8 +35,8 @@ class ParseFile(beam.DoFn):
     utterance of an emotion in the label set, with the reason.
     """
 
-    def __init__(self, table: LabelTable, label_set: LabelSet):
-        self.table, self.label_set = table, label_set
+    def __init__(self, table: LabelTable, label_set: LabelSet, ticks: Ticks = Ticks(None)):
+        self.table, self.label_set, self.ticks = table, label_set, ticks
         self.parsed = Metrics.counter("features", "files_parsed")
         self.skipped = Metrics.counter("features", "files_skipped")
 
@@ -54,6 +48,7 @@ class ParseFile(beam.DoFn):
                 raise Skip("label-not-in-set", f"{utt.label} is not in label set {self.label_set.name}")
         except Skip as skip:
             self.skipped.inc()
+            self.ticks.tick()
             yield beam.pvalue.TaggedOutput(DEAD, dead_letter(meta.path, "parse", skip.reason,
                                                              str(skip), kind="skipped"))
             return
@@ -142,9 +137,9 @@ class WriteShard(beam.DoFn):
     """
 
     def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, split_cfg: SplitConfig,
-                 gzip: str, max_bytes: int):
+                 gzip: str, max_bytes: int, ticks: Ticks = Ticks(None)):
         self.staging, self.cfg, self.label_set, self.split_cfg = staging, cfg, label_set, split_cfg
-        self.gzip, self.max_bytes = gzip, max_bytes
+        self.gzip, self.max_bytes, self.ticks = gzip, max_bytes, ticks
         self.written = Metrics.counter("features", "files_written")
         self.failed = Metrics.counter("features", "files_failed")
         self.windows = Metrics.counter("features", "windows_written")
@@ -156,23 +151,20 @@ class WriteShard(beam.DoFn):
         from threadpoolctl import threadpool_limits
 
         self._blas_limit = threadpool_limits(limits=1, user_api="blas")
-        skip_final_gc()  # worker processes are stopped one by one: each exit counts
 
     def process(self, element):
         shard, members = element
         members = sorted(members, key=lambda m: m[0].path)
-        started = time.monotonic()
         stats = FeatureStats.empty(self.cfg.n_mels, self.cfg.n_mfcc)
         writer = TFRecordGzipWriter(f"{self.staging}/{shard}.tfrecord.gz", self.gzip)
         counts = Counter()
-        n_ok = 0
         try:
             for utt, size in members:
                 result = self._one(utt, size, writer, stats)
+                self.ticks.tick()
                 if isinstance(result, dict):
                     yield beam.pvalue.TaggedOutput(DEAD, result)
                 else:
-                    n_ok += 1
                     counts.update(count_written(utt, result, group_of(utt, self.split_cfg)))
             writer.close()
         except BaseException:
@@ -181,10 +173,6 @@ class WriteShard(beam.DoFn):
         yield counts
         if stats.count:
             yield beam.pvalue.TaggedOutput(STATS, stats)
-        # print, not logging: worker processes' stderr reaches the console (and
-        # Dataflow's worker logs), their log records do not on the local runner.
-        print(f"{time.strftime('%H:%M:%S')} [ser features] {shard}: {n_ok}/{len(members)} files, {writer.records} windows, "
-              f"{time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
 
     def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats) -> int | dict:
         """Featurise and write one file: its number of windows, or its dead-letter row."""
@@ -267,5 +255,4 @@ class Summarise(beam.CombineFn):
         return total
 
     def extract_output(self, acc):
-        acc.dead_letters.sort(key=lambda r: (r["path"], r["stage"]))
         return acc

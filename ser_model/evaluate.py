@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ser_model.aggregate import file_probabilities, group_by_file
 from ser_model.bundle import named_outputs
 from ser_model.records import GENDER_CLASSES
 
@@ -50,18 +51,11 @@ def scores(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str])
 
 
 def aggregate_files(probs: np.ndarray, meta: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict]:
-    """Average window probabilities per source file; metadata of each file's first window."""
-    index: dict[str, int] = {}
-    order = []
-    for i, path in enumerate(meta["path"]):
-        if path not in index:
-            index[path] = len(order)
-            order.append(i)
-    groups = np.array([index[p] for p in meta["path"]])
-    sums = np.zeros((len(order), probs.shape[1]))
-    np.add.at(sums, groups, probs)
-    counts = np.bincount(groups, minlength=len(order))[:, None]
-    return sums / counts, {k: np.asarray(v)[order] for k, v in meta.items()}
+    """Window probabilities -> per-file probabilities (:func:`file_probabilities`); metadata of
+    each file's first window."""
+    first, members = group_by_file(meta["path"])
+    file_probs = np.stack([file_probabilities(probs[rows]) for rows in members])
+    return file_probs, {k: np.asarray(v)[first] for k, v in meta.items()}
 
 
 def report(probs: np.ndarray, meta: Mapping[str, np.ndarray], classes: Sequence[str],
@@ -177,34 +171,3 @@ def evaluate_split(model, fdir, split: str = "test") -> dict:
     rep = report(probs, meta, fdir.label_set.classes, gender)
     rep["split"] = split
     return rep
-
-
-def run(argv=None) -> int:
-    """`ser evaluate --model BUNDLE --features DIR [--split test] [--output DIR]`."""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(prog="ser evaluate", description="Evaluate a model bundle on a split of "
-                                "`ser features` shards: UAR, accuracy, macro-F1, confusion, breakdowns.")
-    p.add_argument("--model", default=None, help="bundle folder (default: $SER_MODEL or the bundled model)")
-    p.add_argument("--features", required=True, help="`ser features` output folder")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--output", default=None, help="write metrics.json, confusion.csv/png, report.txt here")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from ser_model.bundle import load_bundle
-    from ser_model.feature_dir import FeatureMismatch, open_feature_dir
-
-    try:
-        bundle = load_bundle(args.model)
-        fdir = open_feature_dir(args.features, bundle.features)
-        if fdir.label_set.classes != bundle.classes:
-            raise FeatureMismatch(f"shards use classes {fdir.label_set.classes}, the model {bundle.classes}")
-    except (FileNotFoundError, FeatureMismatch, ValueError) as err:
-        print(f"ser evaluate: error: {err}", file=sys.stderr)
-        return 2
-    rep = evaluate_split(bundle.model, fdir, args.split)
-    print(format_report(rep, f"{args.split} split, model {bundle.model_id}"))
-    if args.output:
-        write_report(rep, Path(args.output), f"{args.split} split")
-        print(f"report written to {args.output}")
-    return 0

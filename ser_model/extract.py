@@ -1,12 +1,13 @@
 """One utterance's bytes -> its windows' features and TFRecord examples.
 
-The single place where decoding, windowing and features meet; the Beam
-pipeline, the benchmarks' plain loop and the tests all call it.
+The single place where windows become features: the feature pipeline, the
+scorer, the predictor, the benchmarks' plain loop and the tests all call it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -22,17 +23,20 @@ class WindowFeatures:
     mfcc: np.ndarray
 
 
+def featurize_windows(windows: Iterable[audio.Window], cfg: FeatureConfig) -> Iterator[WindowFeatures]:
+    """The one windows -> features loop (pipelines, predictor, scorer, app)."""
+    for win in windows:
+        logmel, mfcc = compute_features(win.samples, cfg)
+        yield WindowFeatures(win.index, win.start_s, logmel, mfcc)
+
+
 def featurize_bytes(data: bytes, cfg: FeatureConfig) -> tuple[list[WindowFeatures], float]:
     """Decode and featurise a file: ``(windows, original duration in seconds)``.
 
     Raises :class:`ser_model.audio.AudioError` for unusable audio.
     """
     wave, duration = audio.load_bytes(data, cfg)
-    out = []
-    for win in audio.windows(wave, cfg):
-        logmel, mfcc = compute_features(win.samples, cfg)
-        out.append(WindowFeatures(win.index, win.start_s, logmel, mfcc))
-    return out, duration
+    return list(featurize_windows(audio.windows(wave, cfg), cfg)), duration
 
 
 def examples_for(utt, label_id: int, label: str, windows: list[WindowFeatures], duration: float) -> list[bytes]:

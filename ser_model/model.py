@@ -18,12 +18,41 @@ import numpy as np
 from ser_model.records import GENDER_CLASSES
 
 
-def _densenet_tiny(include_top, weights, input_shape, pooling):
-    """A 4-block DenseNet with 2 layers per block (~0.3 M parameters): tests and quick runs."""
-    from keras.src.applications.densenet import DenseNet
+def _densenet_tiny(include_top, weights, input_shape, pooling, growth_rate: int = 32):
+    """A DenseNet with 4 blocks of 2 layers (~0.3 M parameters), for tests and quick runs.
 
-    return DenseNet([2, 2, 2, 2], include_top=include_top, weights=weights, input_shape=input_shape,
-                    pooling=pooling, name="densenet_tiny")
+    The layout of Keras's DenseNets (stem, dense blocks of bottleneck layers,
+    transitions that halve the channels), built from public layers.
+    """
+    if include_top or pooling != "avg" or weights not in (None, ""):
+        raise ValueError("densenet_tiny is built without a top, average-pooled and from scratch only")
+    layers = keras.layers
+
+    def bn_relu(x, name):
+        x = layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+        return layers.Activation("relu", name=f"{name}_relu")(x)
+
+    inputs = keras.Input(input_shape)
+    x = layers.ZeroPadding2D(3)(inputs)
+    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+    x = bn_relu(x, "conv1")
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    for block in range(4):
+        for i in range(2):
+            name = f"conv{block + 2}_block{i + 1}"
+            y = bn_relu(x, f"{name}_0")
+            y = layers.Conv2D(4 * growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
+            y = bn_relu(y, f"{name}_1")
+            y = layers.Conv2D(growth_rate, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(y)
+            x = layers.Concatenate(name=f"{name}_concat")([x, y])
+        if block < 3:
+            name = f"pool{block + 2}"
+            x = bn_relu(x, name)
+            x = layers.Conv2D(x.shape[-1] // 2, 1, use_bias=False, name=f"{name}_conv")(x)
+            x = layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+    x = bn_relu(x, "final")
+    return keras.Model(inputs, layers.GlobalAveragePooling2D(name="avg_pool")(x), name="densenet_tiny")
 
 
 BACKBONES = {

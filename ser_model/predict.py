@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_model import audio
+from ser_model.aggregate import file_probabilities
 from ser_model.bundle import Bundle, load_bundle, named_outputs
-from ser_model.features import compute_features
+from ser_model.extract import featurize_windows
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Prediction:
     duration_s: float
     starts_s: np.ndarray            # (windows,)
     window_probs: np.ndarray        # (windows, classes)
-    probs: np.ndarray               # (classes,) mean over windows
+    probs: np.ndarray               # (classes,) ser_model.aggregate.file_probabilities
     classes: tuple[str, ...]
     gender_probs: np.ndarray | None = None   # (classes of gender,) mean over windows
 
@@ -49,12 +50,11 @@ class Predictor:
         return self.window_features(audio.windows(wave, self.cfg))
 
     def window_features(self, wins) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        wins = list(wins)
-        if not wins:
+        feats = list(featurize_windows(wins, self.cfg))
+        if not feats:
             raise audio.AudioError("silent", "no window with sound in it")
-        feats = [compute_features(w.samples, self.cfg) for w in wins]
-        return (np.array([w.start_s for w in wins]),
-                np.stack([f[0] for f in feats])[..., None], np.stack([f[1] for f in feats])[..., None])
+        return (np.array([f.start_s for f in feats]),
+                np.stack([f.logmel for f in feats])[..., None], np.stack([f.mfcc for f in feats])[..., None])
 
     def predict_features(self, logmel: np.ndarray, mfcc: np.ndarray) -> dict:
         return named_outputs(self.bundle.model.predict({"logmel": logmel, "mfcc": mfcc},
@@ -77,8 +77,8 @@ class Predictor:
         if not probs:
             raise audio.AudioError("silent", "no window with sound in it")
         probs = np.concatenate(probs)
-        gender = np.concatenate(genders).mean(axis=0) if genders else None
-        return Prediction(duration_s, np.concatenate(starts), probs, probs.mean(axis=0),
+        gender = file_probabilities(np.concatenate(genders)) if genders else None
+        return Prediction(duration_s, np.concatenate(starts), probs, file_probabilities(probs),
                           self.bundle.classes, gender)
 
     def predict_fileobj(self, fileobj, max_seconds: float | None = None) -> Prediction:
@@ -94,42 +94,3 @@ class Predictor:
     def predict_file(self, path: str, max_seconds: float | None = None) -> Prediction:
         with open(path, "rb") as f:
             return self.predict_fileobj(f, max_seconds=max_seconds)
-
-
-def run(argv=None) -> int:
-    """`ser predict FILE...`: a readable table of the predicted emotion of a few files."""
-    import argparse
-    import os
-    import sys
-
-    from ser_model.audio import AudioError
-    from ser_model.corpora import expected_class
-    from ser_model.labels import load_label_table
-
-    p = argparse.ArgumentParser(prog="ser predict", description="Predict the emotion of a few audio files "
-                                "(for archives, use `ser score`).")
-    p.add_argument("files", nargs="+", help="audio files (wav, flac, ogg, opus, mp3, aiff)")
-    p.add_argument("--model", default=None, help="bundle folder (default: $SER_MODEL or the bundled model)")
-    p.add_argument("--max_seconds", type=float, default=600.0, help="refuse longer files (default 600)")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        predictor = Predictor(args.model)
-    except FileNotFoundError as err:
-        print(f"ser predict: error: {err}", file=sys.stderr)
-        return 2
-    table = load_label_table()
-    classes = predictor.bundle.classes
-    print(f"model {predictor.bundle.model_id} ({len(classes)} classes)")
-    print(f"{'file':40s} {'true':>9s} {'predicted':>10s} {'conf':>5s} {'windows':>7s}")
-    failures = 0
-    for path in args.files:
-        name = os.path.basename(path)[:40]
-        true = expected_class(path, table, predictor.bundle.label_set)
-        try:
-            pred = predictor.predict_file(path, max_seconds=args.max_seconds)
-        except (AudioError, OSError) as err:
-            failures += 1
-            print(f"{name:40s} {true:>9s}  error: {err}")
-            continue
-        print(f"{name:40s} {true:>9s} {pred.label:>10s} {pred.confidence:5.2f} {len(pred.starts_s):7d}")
-    return 1 if failures else 0

@@ -1,6 +1,6 @@
-"""`ser train`: fit the fused model on feature shards, evaluate it, export a bundle.
+"""Fit the fused model on feature shards, evaluate it, export a bundle.
 
-    ser train --features out/features --output out/model [--set training.epochs=5] ...
+The library side of `ser train` (its flags are in ser_cli/commands.py).
 
 Seed first; every hyper-parameter from configs/train.yaml (dotted --set
 overrides); GPU with mixed precision and a MirroredStrategy when present, plain
@@ -11,7 +11,6 @@ logs; the bundle is written only at the end, atomically.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -19,11 +18,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from ser_model.config import ConfigError, load_yaml, parse_override  # noqa: E402
-from ser_model.feature_dir import FeatureMismatch, open_feature_dir  # noqa: E402
-from ser_model.features import FeatureConfig  # noqa: E402
+from ser_model.config import ConfigError, parse_override
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
@@ -43,26 +38,6 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ser train", description="Train the fused DenseNet + MFCC-CNN model "
-                                "on `ser features` shards and export a model bundle.")
-    p.add_argument("--features", required=True, help="output folder of `ser features` (local or gs://)")
-    p.add_argument("--output", required=True, help="bundle folder to write (replaced at the end)")
-    p.add_argument("--config", default="train", help="training YAML (default: configs/train.yaml)")
-    p.add_argument("--features_config", default="features",
-                   help="the feature settings the shards must have been written with (default: configs/features.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set training.epochs=5 --set model.weights=imagenet")
-    p.add_argument("--work_dir", default=None,
-                   help="checkpoints, resumable state and TensorBoard logs (default: OUTPUT.work)")
-    p.add_argument("--max_steps", type=int, default=None,
-                   help="stop after this many training steps in all (smoke tests, benchmarks)")
-    p.add_argument("--train_on", choices=("train", "train+val"), default="train",
-                   help="train+val refits on the validation speakers too, for the fixed epoch count "
-                        "(no early stopping); the test split stays held out")
-    return p.parse_args(argv)
-
-
 def setup_devices(seed: int):
     """Seed everything; on GPUs use mixed precision and a MirroredStrategy."""
     import keras
@@ -76,19 +51,6 @@ def setup_devices(seed: int):
         keras.mixed_precision.set_global_policy("mixed_float16")
         return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPU(s), mixed precision"
     return tf.distribute.get_strategy(), f"CPU ({os.cpu_count()} cores)"
-
-
-def run(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = apply_overrides(load_yaml(args.config), args.overrides)
-        expected = FeatureConfig.from_dict(load_yaml(args.features_config).get("features", {}))
-        fdir = open_feature_dir(args.features, expected)
-    except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
-        print(f"ser train: error: {err}", file=sys.stderr)
-        return 2
-    return fit_and_export(fdir, cfg, Path(args.output), Path(args.work_dir or f"{args.output}.work"),
-                          args.max_steps, args.train_on)
 
 
 def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
@@ -143,7 +105,8 @@ def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int 
                  keras.callbacks.CSVLogger(str(work / "history.csv"), append=True)]
     started = time.monotonic()
     model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+              callbacks=callbacks, shuffle=False,  # the dataset shuffles
+              verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.monotonic() - started
 
     best = keras.models.load_model(work / "best.keras", compile=False) if (work / "best.keras").exists() else model
@@ -183,10 +146,3 @@ def compile_model(model, t: Mapping, steps_per_epoch: int, gender_head: bool, ge
                   loss=losses, loss_weights=loss_weights,
                   metrics={"emotion": [keras.metrics.CategoricalAccuracy(name="acc")]})
 
-
-def main():
-    sys.exit(run())
-
-
-if __name__ == "__main__":
-    main()

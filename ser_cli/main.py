@@ -6,21 +6,25 @@
     ser predict FILE... [--model BUNDLE]              emotion of a few files, as a table
     ser score --input GLOB --output PREFIX            archives -> Parquet, one row per file (Beam)
     ser app [--port 8501]                             the web app
+
+Every command takes ``--verbose`` to show the native libraries' own log output.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
+import importlib
 import sys
 
 COMMANDS = {
-    "features": ("pipelines.features", "run",
-                 "corpora -> speaker-independent TFRecord shards (Apache Beam)"),
-    "train": ("ser_model.train", "run", "fit the fused model on shards and export a bundle"),
-    "evaluate": ("ser_model.evaluate", "run", "evaluate a bundle on a split of shards"),
-    "predict": ("ser_model.predict", "run", "predict the emotion of a few audio files"),
+    "features": ("pipelines.features", "run", "corpora -> speaker-independent TFRecord shards (Apache Beam)"),
+    "train": ("ser_cli.commands", "train", "fit the fused model on shards and export a bundle"),
+    "evaluate": ("ser_cli.commands", "evaluate", "evaluate a bundle on a split of shards"),
+    "predict": ("ser_cli.commands", "predict", "predict the emotion of a few audio files"),
     "score": ("pipelines.score", "run", "score audio archives into Parquet (Apache Beam)"),
-    "app": ("ser_model.webapp", "run", "start the web app (Streamlit)"),
+    "app": ("ser_cli.serve", "run", "start the web app (Streamlit)"),
 }
 
 
@@ -34,24 +38,17 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         sys.exit(0 if argv else 2)
-    args = parser.parse_args(argv[:1])
-    module_name, func_name, _ = COMMANDS[args.command]
-    from ser_model.fast_exit import skip_final_gc
+    command = parser.parse_args(argv[:1]).command
+    rest = argv[1:]
+    if "--verbose" not in rest:
+        from ser_cli.quiet import filter_native_logs
 
-    skip_final_gc()
-    if args.command == "features":
-        # A local run imports Beam once, here, and forks its worker processes from this one
-        # (see pipelines/local_workers.py).
-        from pipelines.local_workers import forked_workers, workers_wanted
-
-        n_workers = workers_wanted(argv[1:])
-        if n_workers:
-            with forked_workers(n_workers) as workers:
-                from pipelines.features import run
-
-                sys.exit(run(argv[1:], workers=workers))
-    module = __import__(module_name, fromlist=[func_name])
-    sys.exit(getattr(module, func_name)(argv[1:]))
+        filter_native_logs()
+    # Beam and TensorFlow leave a few hundred thousand objects behind; the
+    # collector's last pass over them at exit is work nobody waits for.
+    atexit.register(gc.freeze)
+    module_name, func_name, _ = COMMANDS[command]
+    sys.exit(getattr(importlib.import_module(module_name), func_name)(rest))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The Streamlit app: one recording in (upload, microphone or example), its emotion out.
 
-    streamlit run app.py        or        ser app [--port 8501]
+    ser app [--port 8501]        or        streamlit run app.py
 
 Settings (environment): SER_MODEL (bundle folder; default: the bundled model),
 SER_APP_MAX_MB (upload size limit, default 20), SER_APP_MAX_SECONDS (default 600).
@@ -173,22 +173,6 @@ def image_figure(matrix, ylabel, unit):
     fig.colorbar(im, ax=ax, label=unit)
     fig.tight_layout()
     return fig
-
-
-def run(argv=None) -> int:
-    """`ser app [--port N]`: start the Streamlit server on this app."""
-    import argparse
-    import subprocess
-    import sys
-
-    p = argparse.ArgumentParser(prog="ser app", description="Start the web app (Streamlit).")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--model", default=None, help="bundle folder (default: $SER_MODEL or the bundled model)")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    env = dict(os.environ, **({"SER_MODEL": args.model} if args.model else {}))
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(Path(__file__).resolve()),
-                            "--server.port", str(args.port), "--server.headless", "true",
-                            "--browser.gatherUsageStats", "false"], env=env)
 
 
 if __name__ == "__main__":

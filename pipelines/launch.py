@@ -1,0 +1,163 @@
+"""The one run skeleton of both pipeline commands (``ser features``, ``ser score``).
+
+:func:`run_command` does what both share, in this order: ``--help``; flags
+checked (a mistyped one is an error, exit 2); the command's frozen job resolved
+from flags and configs (bad values: exit 2); the output checked for being
+writable before any work; local defaults (every core, offline runner); on a
+local run, each input's matches counted (nothing matched: exit 2) and a
+progress line; the pipeline; ``--dry_run``; then the command's own summary.
+A command supplies its part as a :class:`PipelineCommand`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.options import (CommonOptions, IOOptions, is_dry_run, is_local, print_help, unknown_flag_message,
+                               unknown_flags, with_local_defaults)
+from pipelines.progress import ProgressLine, Ticks
+from ser_model.config import ConfigError
+from ser_model.outputs import check_writable
+
+GLOB_CHARS = "*?["
+
+
+class UsageError(ValueError):
+    """Bad flags or settings: reported in one line, exit status 2, nothing written."""
+
+
+class PipelineCommand:
+    """What a pipeline command adds to :func:`run_command`. Subclasses set the class attributes."""
+
+    prog = ""                 # "ser features"
+    description = ""
+    options_class: type = PipelineOptions
+    input_help = ""
+    output_help = ""
+    progress_label = ""       # "featurised", "scored"
+
+    def make_job(self, options: PipelineOptions) -> Any:
+        """Flags and configs -> a frozen job with ``inputs`` ((shown name, glob) pairs) and ``output``.
+
+        Raises :class:`UsageError` (or ConfigError, ValueError, FileNotFoundError) for bad input.
+        """
+        raise NotImplementedError
+
+    def check_output(self, job) -> None:
+        """Raise :class:`ser_model.outputs.OutputError` if the job's output cannot be written."""
+        check_writable(job.output)
+
+    def tune_local(self, options: PipelineOptions, argv: list[str], n_files: int) -> None:
+        """Adjust a local run's options once the number of input files is known."""
+
+    def build(self, p: beam.Pipeline, job, ticks: Ticks) -> None:
+        raise NotImplementedError
+
+    def abandon(self, job) -> None:
+        """Clean up after a local run that failed (partial outputs)."""
+
+    def finish(self, job, seconds: float) -> int:
+        """Print the outcome of a finished run; return the exit status."""
+        raise NotImplementedError
+
+
+def run_command(command: PipelineCommand, argv: list[str]) -> int:
+    argv = list(argv)
+    if "-h" in argv or "--help" in argv:
+        print_help(command.options_class, command.prog, command.description, command.input_help,
+                   command.output_help)
+        return 0
+    try:
+        unknown = unknown_flags(argv)
+        if unknown:
+            raise UsageError(unknown_flag_message(unknown, command.options_class))
+        options = PipelineOptions(argv)
+        console_logging(options.view_as(CommonOptions).verbose)
+        job = command.make_job(options)
+        command.check_output(job)
+    except (UsageError, ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"{command.prog}: error: {err}", file=sys.stderr)
+        return 2
+    options = with_local_defaults(options, argv)
+    local, dry_run = is_local(options), is_dry_run(options)
+    n_files = 0
+    if local and not dry_run:
+        n_files = count_matches(job.inputs, command.prog)
+        if not n_files:
+            # A mistyped path must not replace a good output with an empty one.
+            print(f"{command.prog}: error: no input file matched; nothing was written", file=sys.stderr)
+            return 2
+        command.tune_local(options, argv, n_files)
+    started = time.monotonic()
+    try:
+        if local and not dry_run:
+            with ProgressLine(n_files, command.progress_label) as progress:
+                with beam.Pipeline(options=options) as p:
+                    command.build(p, job, progress.ticks)
+        else:
+            with beam.Pipeline(options=options) as p:
+                command.build(p, job, Ticks(None))
+    except BaseException:
+        if local:
+            command.abandon(job)
+        raise
+    if dry_run:
+        print("dry run: the job was built, not submitted")
+        return 0
+    return command.finish(job, time.monotonic() - started)
+
+
+def console_logging(verbose: bool = False) -> None:
+    """Our progress on stderr; Beam's, absl's and TensorFlow's loggers only for errors unless verbose."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def expand_input(spec: str) -> str:
+    """The one folder -> glob rule: a glob stays as given, a folder means everything below it.
+
+    A path without glob characters is a file if one exists under that exact name
+    (locally or in object storage), otherwise a folder (``spec/**``).
+    """
+    if any(ch in spec for ch in GLOB_CHARS):
+        return spec
+    if spec.endswith("/"):
+        return spec + "**"
+    if "://" not in spec:
+        return spec.rstrip("/") + "/**" if os.path.isdir(spec) else spec
+    try:
+        found = [m.path for m in FileSystems.match([spec])[0].metadata_list]
+    except Exception:  # an object store says "no such object" in its own way
+        found = []
+    return spec if spec in found else spec + "/**"
+
+
+def count_matches(inputs, prog: str) -> int:
+    """Print how many files each ``(name, glob)`` input matches; return the total.
+
+    Both pipelines match again inside the job; this is for the console, so a
+    user sees at once that a path matched nothing.
+    """
+    total = 0
+    for name, glob in inputs:
+        n = len(FileSystems.match([glob])[0].metadata_list)
+        total += n
+        print(f"{prog}: input {name}: {n} files" + ("  (matched nothing)" if n == 0 else ""),
+              file=sys.stderr)
+    return total
+
+
+def balance_line(inputs: int, parts: dict[str, int]) -> tuple[str, bool]:
+    """``inputs 12 = written 10 + skipped 1 + failed 1`` and whether the parts add up."""
+    balanced = inputs == sum(parts.values())
+    text = f"inputs {inputs} = " + " + ".join(f"{k} {v}" for k, v in parts.items())
+    return text + ("" if balanced else "  (MISMATCH: files were lost)"), balanced
