@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.score_throughput import tree_rss  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 from tests.audiogen import voice  # noqa: E402
 from tests.test_app_browser import free_port  # noqa: E402
 
@@ -61,7 +62,7 @@ def main():
             break
         except OSError:
             time.sleep(0.5)
-    result = {"benchmark": "app_latency", "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    result = {"benchmark": "app_latency", **provenance()}
     try:
         with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=[

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.features_throughput import audio_files  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
 
 
 def tree_rss(pid: int) -> int:
@@ -122,7 +123,7 @@ def main():
     files = audio_files(Path(args.corpora))
     if args.limit and args.limit < len(files):
         files = random.Random(0).sample(files, args.limit)
-    ser = [sys.executable, "-m", "ser_model.cli", "score", "--model", model]
+    ser = [sys.executable, "-m", "ser_cli.main", "score", "--model", model]
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "sample"
         for i, f in enumerate(files):  # symlinks: the pipeline reads the real files
@@ -148,8 +149,7 @@ def main():
         long = {"audio_s": round(long_s, 1), "wall_s": round(wall, 2), "realtime_factor": round(long_s / wall, 1),
                 "peak_rss_mb": round(peak / 2 ** 20), "target_peak_rss_mb": 1536}
         print(json.dumps(long), flush=True)
-    result = {"benchmark": "score_throughput", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "model": model, "cpus": os.cpu_count(), "pipeline": pipeline, "naive_loop": naive,
+    result = {"benchmark": "score_throughput", **provenance(), "model": model, "pipeline": pipeline, "naive_loop": naive,
               "ratio_vs_naive": round(pipeline["realtime_factor"] / naive["realtime_factor"], 2),
               "targets": {"realtime_factor": 200, "ratio_vs_naive": 10, "peak_rss_mb_60min": 1536},
               "long_recording": long}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.provenance import provenance  # noqa: E402
 from ser_model.config import load_yaml  # noqa: E402
 from ser_model.train import apply_overrides, compile_model, setup_devices  # noqa: E402
 
@@ -79,8 +79,7 @@ def main():
         model.predict_on_batch(x)
     infer_rate = args.steps * t["batch_size"] / (time.perf_counter() - started)
 
-    result = {"benchmark": "train_throughput", "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "device": device, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    result = {"benchmark": "train_throughput", **provenance(), "device": device,
               "backbone": m["backbone"], "mel_pool": m["mel_pool"], "batch_size": t["batch_size"],
               "input_shape": {"logmel": list(fdir.features.logmel_shape), "mfcc": list(fdir.features.mfcc_shape)},
               "model_train_samples_per_s": round(model_rate, 1),

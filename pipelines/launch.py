@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import (CommonOptions, IOOptions, is_dry_run, is_local, print_help, unknown_flag_message,
+from pipelines.options import (CommonOptions, is_dry_run, is_local, print_help, unknown_flag_message,
                                unknown_flags, with_local_defaults)
 from pipelines.progress import ProgressLine, Ticks
 from ser_model.config import ConfigError

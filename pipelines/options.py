@@ -21,13 +21,6 @@ SCORE_INPUT_HELP = ("file, folder or glob (local, gs://, s3://); repeatable; 'ar
 SCORE_OUTPUT_HELP = ("output prefix: PREFIX.files.parquet (one row per file), PREFIX.windows.parquet "
                      "with --windows, PREFIX.dead_letters.jsonl")
 
-# One BLAS thread per worker process: the local runner already starts one
-# worker per core, and OpenBLAS threads spin-wait, so more threads burn a second
-# core without making these small matrices faster. Set only where the user has
-# not set them; worker processes inherit the environment.
-SINGLE_THREADED_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 class IOOptions(PipelineOptions):
     """--input/--output, shared by both pipelines (Beam allows each flag in one class only)."""
 
@@ -138,8 +131,6 @@ def with_local_defaults(options: PipelineOptions, argv: list[str]) -> PipelineOp
             direct.direct_running_mode = "multi_processing"
         if not names_flag(argv, "--direct_num_workers"):
             direct.direct_num_workers = os.cpu_count() or 1
-        for var, value in SINGLE_THREADED_BLAS.items():
-            os.environ.setdefault(var, value)
     return options
 
 

@@ -29,6 +29,7 @@ from pipelines.dead_letters import DEAD, dead_letter, to_jsonl
 from pipelines.launch import PipelineCommand, UsageError, balance_line, expand_input, run_command
 from pipelines.options import IOOptions, SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, ScoreOptions, names_flag
 from pipelines.progress import Ticks
+from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import write_text
 from ser_model.aggregate import file_probabilities
 from ser_model.bundle import named_outputs
@@ -76,12 +77,10 @@ class FileWindows(beam.DoFn):
         self.failed = Metrics.counter("score", "files_failed")
 
     def setup(self):
-        from threadpoolctl import threadpool_limits
-
         from ser_model.features import FeatureConfig
 
         self.cfg = FeatureConfig.from_dict(self.features)
-        self._blas = threadpool_limits(limits=1, user_api="blas")
+        self._blas = one_blas_thread()
 
     def process(self, meta):
         from ser_model.audio import AudioError

@@ -29,11 +29,9 @@ def frame(record: bytes) -> bytes:
 
 
 GZIP_MODES = {
-    # Float features are close to random bytes: Huffman coding alone gets most of
-    # the gain (0.81 of the size over the development corpora) at under half the
-    # CPU of LZ77 level 1.
     # "store" writes stored (uncompressed) deflate blocks: still a gzip file every
-    # reader takes, at almost no CPU (a crc32), for 1.0 of the size.
+    # reader takes, at almost no CPU (a crc32). Float features are close to random
+    # bytes, so Huffman coding alone ("fast") gets most of what LZ77 would.
     "store": (0, zlib.Z_DEFAULT_STRATEGY),
     "fast": (1, zlib.Z_HUFFMAN_ONLY),
     "small": (6, zlib.Z_DEFAULT_STRATEGY),
@@ -47,7 +45,7 @@ class TFRecordGzipWriter:
     records always give the same bytes.
     """
 
-    def __init__(self, path: str, mode: str = "fast"):
+    def __init__(self, path: str, mode: str):
         if mode not in GZIP_MODES:
             raise ValueError(f"gzip mode must be one of {sorted(GZIP_MODES)}, not {mode!r}")
         level, strategy = GZIP_MODES[mode]

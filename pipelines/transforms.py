@@ -23,6 +23,7 @@ from ser_model.splits import SplitConfig, assign_splits, group_of, shard_index, 
 from ser_model.stats import FeatureStats
 from pipelines.dead_letters import DEAD, dead_letter
 from pipelines.progress import Ticks
+from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
 
 STATS = "stats"
@@ -145,12 +146,7 @@ class WriteShard(beam.DoFn):
         self.windows = Metrics.counter("features", "windows_written")
 
     def setup(self):
-        # One BLAS thread: multi-threaded sgemm sums in another order, so the
-        # same audio would give different float bits (and shard bytes) on
-        # machines with other core counts; and workers already fill every core.
-        from threadpoolctl import threadpool_limits
-
-        self._blas_limit = threadpool_limits(limits=1, user_api="blas")
+        self._blas = one_blas_thread()
 
     def process(self, element):
         shard, members = element

@@ -16,26 +16,30 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Every parameter that changes what a model sees. Stored in ``features.json``."""
+    """Every parameter that changes what a model sees. Stored in ``features.json``.
 
-    sample_rate: int = 16000
-    trim_silence: bool = True
-    trim_top_db: float = 40.0
-    normalize: str = "peak"          # peak | rms | none
-    normalize_target_db: float = -1.0
-    window_seconds: float = 3.0
-    window_hop_seconds: float = 1.5
-    long_clip: str = "windows"       # windows | center
-    min_seconds: float = 0.25
-    max_seconds: float = 60.0
+    The defaults below are the project's only copy of them: ``configs/features.yaml``
+    holds just the settings a user changes.
+    """
+
+    sample_rate: int = 16000          # Hz; every input is resampled to this (soxr, high quality)
+    trim_silence: bool = True         # cut leading/trailing silence of a clip before windowing
+    trim_top_db: float = 40.0         # dB below the clip's peak that counts as silence
+    normalize: str = "peak"           # peak | rms | none
+    normalize_target_db: float = -1.0  # dBFS: the peak level, or the RMS level with "rms"
+    window_seconds: float = 3.0       # model input length; shorter clips are zero-padded (centred)
+    window_hop_seconds: float = 1.5   # hop between the windows of a longer clip
+    long_clip: str = "windows"        # windows (all, the last one end-aligned) | center (one centre crop)
+    min_seconds: float = 0.25         # less sound than this is a dead letter ("too short")
+    max_seconds: float = 60.0         # longer training clips are dead letters; the scorer streams them
     n_fft: int = 512
-    win_length: int = 512
-    hop_length: int = 256
+    win_length: int = 512             # 32 ms at 16 kHz
+    hop_length: int = 256             # 16 ms: a 3 s window is 188 frames
     n_mels: int = 128
     fmin: float = 20.0
     fmax: float = 8000.0
     n_mfcc: int = 40
-    db_floor: float = -80.0
+    db_floor: float = -80.0           # log-mel floor in dB (re 1.0 full-scale power)
 
     def __post_init__(self):
         problems = []
@@ -153,9 +157,9 @@ def power_spectrogram(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if len(padded) < needed:
         padded = np.pad(padded, (0, needed - len(padded)))
     frames = np.lib.stride_tricks.sliding_window_view(padded, cfg.n_fft)[:: cfg.hop_length][:n_frames]
-    # scipy's FFT stays in float32 (numpy's computes in float64): 8x faster here.
+    # scipy's FFT stays in float32 (numpy's computes in float64): several times faster.
     # Imported here, not at the top: a pipeline launcher needs FeatureConfig
-    # only, and scipy.fft is ~0.1 s of its start-up.
+    # only, and scipy.fft adds to its start-up.
     import scipy.fft
 
     spectrum = scipy.fft.rfft(frames * _hann(cfg.win_length, cfg.n_fft), axis=1)

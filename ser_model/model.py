@@ -24,8 +24,10 @@ def _densenet_tiny(include_top, weights, input_shape, pooling, growth_rate: int 
     The layout of Keras's DenseNets (stem, dense blocks of bottleneck layers,
     transitions that halve the channels), built from public layers.
     """
-    if include_top or pooling != "avg" or weights not in (None, ""):
-        raise ValueError("densenet_tiny is built without a top, average-pooled and from scratch only")
+    if include_top or pooling != "avg":
+        raise ValueError("densenet_tiny is built without a top and average-pooled only")
+    if weights == "imagenet":
+        raise ValueError("densenet_tiny has no ImageNet weights; use null or a weights file saved from it")
     layers = keras.layers
 
     def bn_relu(x, name):
@@ -52,7 +54,10 @@ def _densenet_tiny(include_top, weights, input_shape, pooling, growth_rate: int 
             x = layers.Conv2D(x.shape[-1] // 2, 1, use_bias=False, name=f"{name}_conv")(x)
             x = layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
     x = bn_relu(x, "final")
-    return keras.Model(inputs, layers.GlobalAveragePooling2D(name="avg_pool")(x), name="densenet_tiny")
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D(name="avg_pool")(x), name="densenet_tiny")
+    if weights:
+        model.load_weights(weights)
+    return model
 
 
 BACKBONES = {

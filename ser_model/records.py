@@ -92,12 +92,12 @@ def encode_example(logmel: np.ndarray, mfcc: np.ndarray, meta: Mapping[str, obje
     """Serialise one window's features and its metadata to ``tf.train.Example`` bytes.
 
     Written straight in protobuf wire format (a test checks that TensorFlow
-    parses it to the same message it builds itself): about 30x faster than
+    parses it to the same message it builds itself): much faster than
     building the proto from numpy, and pipeline workers need not import
     TensorFlow at all. Map entries are sorted by key, so the bytes are the same
     on every run (protobuf's own map order follows a per-process string hash).
-    The float arrays are copied once, by the final join: records are ~126 KB
-    and every extra copy showed in the pipeline's per-file cost.
+    The float arrays are copied once, by the final join: every extra copy of
+    these large records adds to the pipeline's per-file cost.
     """
     feature = {  # key -> the Feature message as pieces (bytes, or a float array's memoryview)
         "logmel": _float_array(logmel), "logmel_shape": (_int_feature(logmel.shape),),

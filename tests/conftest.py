@@ -49,7 +49,7 @@ TINY = ["--set", "model.backbone=densenet_tiny", "--set", "model.mel_pool=[2,2]"
 def ser(*args, timeout=600):
     """Run the real `ser` command line in a subprocess."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "ser_model.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ser_cli.main", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO, timeout=timeout, env=env)
 
 

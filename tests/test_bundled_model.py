@@ -10,6 +10,7 @@ from ser_model.predict import Predictor
 from tests.conftest import REPO
 
 EXAMPLES = sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus"))
+EMOTION = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,16 @@ def test_bundled_model_scores_the_examples(predictor):
         assert np.isclose(pred.probs.sum(), 1.0, atol=1e-5)
         assert pred.label in classes
         confidences.append(pred.confidence)
-    # Sane: better than a uniform guess on average, never a degenerate certainty everywhere.
-    assert np.mean(confidences) > 1.5 / 7
-    assert len({predictor.predict_file(str(p)).label for p in EXAMPLES}) >= 2
+    # A trained model, not a barely trained one: the examples' own emotions, mostly. (Actors 1011,
+    # 1013 and 1021 were in its training split, so this is a regression check, not an evaluation.)
+    correct = sum(predictor.predict_file(str(p)).label == EMOTION[p.name.split("_")[2]] for p in EXAMPLES)
+    assert correct >= 9, f"{correct}/12 examples right"
+
+
+def test_model_card_figures_agree_with_the_confusion_matrix():
+    metrics = json.loads((DEFAULT_BUNDLE / "metrics.json").read_text())["file"]
+    m = np.asarray(metrics["confusion"], float)
+    present = m.sum(axis=1) > 0
+    assert metrics["uar"] == pytest.approx((np.diag(m)[present] / m.sum(axis=1)[present]).mean())
+    assert metrics["accuracy"] == pytest.approx(np.trace(m) / m.sum())
+    assert metrics["uar"] >= 0.70   # the product's pooled target on held-out groups

@@ -64,7 +64,7 @@ def test_framing_is_read_by_tensorflow_and_bytes_are_reproducible(tmp_path):
     records = [encode_example(*features(i), META) for i in range(5)]
     paths = []
     for name in ("a", "b"):
-        writer = TFRecordGzipWriter(str(tmp_path / f"{name}.tfrecord.gz"))
+        writer = TFRecordGzipWriter(str(tmp_path / f"{name}.tfrecord.gz"), "fast")
         for r in records:
             writer.write(r)
         writer.close()
@@ -76,7 +76,7 @@ def test_framing_is_read_by_tensorflow_and_bytes_are_reproducible(tmp_path):
 
 
 def test_abort_leaves_no_file(tmp_path):
-    writer = TFRecordGzipWriter(str(tmp_path / "x.tfrecord.gz"))
+    writer = TFRecordGzipWriter(str(tmp_path / "x.tfrecord.gz"), "fast")
     writer.write(b"partial")
     writer.abort()
     assert list(tmp_path.iterdir()) == []

@@ -71,7 +71,9 @@ def test_columns_probabilities_and_errors(scored, tiny_bundle):
     assert errors["truncated.wav"].startswith("undecodable")
     assert errors["notes.mp3"].startswith("undecodable")
     dead = [json.loads(line) for line in Path(f"{out}.dead_letters.jsonl").read_text().splitlines()]
-    assert sorted(Path(d["path"]).name for d in dead) == ["empty.wav", "notes.mp3", "truncated.wav"]
+    assert [Path(d["path"]).name for d in dead] == ["empty.wav", "notes.mp3", "truncated.wav"]
+    assert all(set(d) == {"path", "kind", "stage", "error_type", "message"} and d["kind"] == "failed"
+               for d in dead)
 
 
 def test_long_recording_becomes_a_timeline(scored):
@@ -99,14 +101,30 @@ def test_pipeline_scores_equal_the_in_process_predictor(scored, archive, tiny_bu
         assert rows[name]["n_windows"] == len(pred.starts_s)
 
 
-def test_predict_command_prints_a_table(tiny_bundle):
-    proc = ser("predict", "--model", tiny_bundle[0], *sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus"))[:3],
-               REPO / "README.md")
+def test_predict_command_prints_each_files_prediction(tiny_bundle):
+    examples = sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus"))[:3]
+    proc = ser("predict", "--model", tiny_bundle[0], *examples, REPO / "README.md")
     assert proc.returncode == 1  # one file (README.md) could not be scored
     lines = proc.stdout.splitlines()
-    assert lines[1].split()[:3] == ["file", "true", "predicted"]
-    assert "1011_DFA_ANG_XX.opus" in proc.stdout and "angry" in proc.stdout
-    assert "README.md" in lines[-1] and "error" in lines[-1]
+    assert lines[1].split() == ["file", "true", "predicted", "conf", "windows", "gender"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    predictor = Predictor(str(tiny_bundle[0]))
+    for path in examples:
+        pred = predictor.predict_file(str(path))
+        name, true, label, conf, windows, _ = rows[path.name]
+        assert (label, float(conf), int(windows)) == (pred.label, round(pred.confidence, 2), len(pred.starts_s))
+    assert rows["README.md"][2] == "error:"
+
+
+def test_summary_counts_correct_files_against_the_file_names(scored, tiny_bundle):
+    out, _ = scored
+    from ser_model.labels import LabelSet
+
+    bundle_labels = json.loads((tiny_bundle[0] / "labels.json").read_text())
+    # The archive's names follow no corpus: nothing is "known", errors are listed as errors.
+    text = S.summary_table(f"{out}.files.parquet", LabelSet.from_json(bundle_labels["label_set"]))
+    assert "correct where the file name" not in text
+    assert sum("error:" in line for line in text.splitlines()) == 3
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
@@ -115,6 +133,11 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "no input file matched" in capsys.readouterr().err
     assert not list(tmp_path.glob("x.*"))
     assert S.run(["--input", "x", "--output", str(tmp_path / "x"), "--model", str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert S.run(["--input", "x", "--output", str(tmp_path / "x"), "--windowz"]) == 2
+    assert "unrecognized argument --windowz (did you mean --windows?)" in capsys.readouterr().err
+    assert S.run(["--input", "x", "--output", "/etc/hostname/run"]) == 2
+    assert "/etc/hostname is a file, not a folder" in capsys.readouterr().err
 
 
 def test_dataflow_job_builds_offline(tiny_bundle):

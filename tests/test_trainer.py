@@ -35,7 +35,10 @@ def test_training_writes_a_self_describing_bundle(trained, feature_dir):
     feats = json.loads((bundle_dir / "features.json").read_text())
     assert feats["stats"] == json.loads((feature_dir / "stats.json").read_text())
     metrics = json.loads((bundle_dir / "metrics.json").read_text())
-    assert 0 <= metrics["file"]["uar"] <= 1 and metrics["split"] == "test"
+    m = np.asarray(metrics["file"]["confusion"], float)
+    present = m.sum(axis=1) > 0
+    assert metrics["file"]["uar"] == pytest.approx((np.diag(m)[present] / m.sum(axis=1)[present]).mean())
+    assert metrics["split"] == "test" and m.sum() == metrics["file"]["n"]
     assert set(metrics["file"]["per_corpus"]) == {"ravdess", "cremad", "tess", "savee"}
     assert "UAR" in (bundle_dir / "MODEL_CARD.md").read_text()
     assert "validation UAR" in stdout and "bundle written" in stdout
@@ -88,7 +91,7 @@ def test_unknown_setting_is_a_one_line_error(feature_dir, tmp_path):
 
 def test_killed_training_resumes(feature_dir, tmp_path):
     out = tmp_path / "bundle"
-    args = [sys.executable, "-m", "ser_model.cli", "train", "--features", str(feature_dir), "--output", str(out),
+    args = [sys.executable, "-m", "ser_cli.main", "train", "--features", str(feature_dir), "--output", str(out),
             *TINY, "--set", "training.epochs=3", "--set", "training.checkpoint_every_steps=2"]
     state = tmp_path / "bundle.work" / "state" / "state.json"
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
