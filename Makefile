@@ -19,10 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py
 # The main job on the bundled examples: feature pipeline, a short training run (a tiny
 # network, to show the trainer end to end), then bulk scoring with the bundled model.
 demo: setup
-	$(BIN)/ser features --input examples --output demo_out/features
-	$(BIN)/ser train --features demo_out/features --output demo_out/model --set model.backbone=densenet_tiny \
+	@echo "== 1/3 ser features: examples/ -> demo_out/features (TFRecord shards)"
+	@$(BIN)/ser features --input examples --output demo_out/features
+	@echo "== 2/3 ser train: a tiny network for two epochs -> demo_out/model"
+	@$(BIN)/ser train --features demo_out/features --output demo_out/model --set model.backbone=densenet_tiny \
 		--set training.epochs=2 --set training.batch_size=4 --set training.warmup_epochs=0
-	$(BIN)/ser score --input 'examples/cremad/AudioWAV/*.opus' --output demo_out/scores --windows --summary
+	@echo "== 3/3 ser score: the bundled model on the examples -> demo_out/scores.*.parquet"
+	@$(BIN)/ser score --input 'examples/cremad/AudioWAV/*.opus' --output demo_out/scores --windows --summary
 
 # Debian's Chromium for the browser test (the Python playwright package drives it).
 browser:

@@ -78,6 +78,8 @@ def evaluate(argv: list[str]) -> int:
     except (FileNotFoundError, FeatureMismatch, ValueError) as err:
         print(f"ser evaluate: error: {err}", file=sys.stderr)
         return 2
+    print(f"ser evaluate: scoring the {args.split} split of {args.features} with model {bundle.model_id} ...",
+          file=sys.stderr, flush=True)
     rep = evaluate_split(bundle.model, fdir, args.split)
     print(format_report(rep, f"{args.split} split, model {bundle.model_id}"))
     if args.output:

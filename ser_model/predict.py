@@ -1,8 +1,9 @@
 """Predictor: audio in, class probabilities out, with everything read from a bundle.
 
-Used by `ser predict`, the bulk scorer and the web app, so that all three decode,
-window and featurise exactly as the model was trained (the bundle's
-features.json), through the same functions as the feature pipeline.
+Used by `ser predict` and the web app. It decodes, windows and featurises
+exactly as the model was trained (the bundle's features.json), through the same
+functions as the feature pipeline and the bulk scorer (``streaming.open_windows``,
+``extract.featurize_windows``, ``aggregate.file_probabilities``).
 """
 
 from __future__ import annotations
