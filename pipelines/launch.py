@@ -125,20 +125,18 @@ def console_logging(verbose: bool = False) -> None:
 def expand_input(spec: str) -> str:
     """The one folder -> glob rule: a glob stays as given, a folder means everything below it.
 
-    A path without glob characters is a file if one exists under that exact name
-    (locally or in object storage), otherwise a folder (``spec/**``).
+    Without glob characters: a path ending in ``/`` or a local folder is a folder
+    (``spec/**``); a local file is itself. A remote path (``gs://``, ``s3://``) is
+    read as a file when its last part has an extension (``.wav``), otherwise as a
+    folder: deciding needs no request to the storage service.
     """
     if any(ch in spec for ch in GLOB_CHARS):
         return spec
     if spec.endswith("/"):
         return spec + "**"
     if "://" not in spec:
-        return spec.rstrip("/") + "/**" if os.path.isdir(spec) else spec
-    try:
-        found = [m.path for m in FileSystems.match([spec])[0].metadata_list]
-    except Exception:  # an object store says "no such object" in its own way
-        found = []
-    return spec if spec in found else spec + "/**"
+        return spec + "/**" if os.path.isdir(spec) else spec
+    return spec if "." in spec.rsplit("/", 1)[-1] else spec + "/**"
 
 
 def count_matches(inputs, prog: str) -> int:

@@ -121,3 +121,64 @@ def predict(argv: list[str]) -> int:
         results.append(FileResult(path, true, pred.label, pred.confidence, len(pred.starts_s), gender))
     print(format_file_table(results, name_width=40))
     return 1 if any(r.error for r in results) else 0
+
+
+def crossval(argv: list[str]) -> int:
+    p = _parser("ser crossval", "Speaker-level cross-validation on `ser features` shards: every speaker is "
+                "scored by a model trained without them. Writes OUTPUT/crossval.json and crossval.md; run the "
+                "same command again after an interruption and finished folds are kept.")
+    p.add_argument("--features", required=True, help="output folder of `ser features`")
+    p.add_argument("--output", required=True, help="folder for the fold reports and the summary")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (default 5)")
+    how.add_argument("--by_corpus", action="store_true", help="leave one corpus out instead of speaker folds")
+    how.add_argument("--fold_file", default=None,
+                     help="CSV of explicit folds: corpus,speaker,fold or path,fold (e.g. a published partition)")
+    p.add_argument("--config", default="train", help="training YAML (default: configs/train.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training setting, e.g. --set training.epochs=4 (a shorter schedule)")
+    p.add_argument("--max_steps", type=int, default=None, help="training steps per fold at most (smoke tests)")
+    args = p.parse_args(argv)
+    from ser_model import folds as F
+    from ser_model.config import ConfigError, load_yaml
+    from ser_model.crossval import run_crossval, speakers_of
+    from ser_model.feature_dir import FeatureMismatch, open_feature_dir
+    from ser_model.outputs import check_writable
+    from ser_model.train import apply_overrides
+
+    try:
+        check_writable(args.output, folder=True)
+        cfg = apply_overrides(load_yaml(args.config), args.overrides)
+        fdir = open_feature_dir(args.features)
+        speakers = speakers_of(fdir)
+        if args.by_corpus:
+            plan, title = F.corpus_folds(speakers), "Leave-one-corpus-out cross-validation"
+        elif args.fold_file:
+            files = _files_of(fdir)
+            plan, title = F.read_fold_file(Path(args.fold_file).read_text(), files), f"Folds of {args.fold_file}"
+        else:
+            plan, title = F.speaker_folds(speakers, args.folds), f"{args.folds}-fold speaker cross-validation"
+        F.check_plan(plan, speakers)
+    except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
+        print(f"ser crossval: error: {err}", file=sys.stderr)
+        return 2
+    report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title)
+    print((Path(args.output) / "crossval.md").read_text())
+    print(f"wrote {args.output}/crossval.json and crossval.md ({len(report['folds'])} folds)")
+    return 0
+
+
+def _files_of(fdir) -> dict:
+    """``{path: (corpus, speaker)}`` of every file in a feature folder (one pass over the metadata)."""
+    import tensorflow as tf
+
+    from ser_model.data import ALL_SPLITS
+
+    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("path", "corpus", "speaker")}
+    files = [f for s in ALL_SPLITS for f in fdir.shards(s)]
+    out = {}
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024).map(
+            lambda s: tf.io.parse_example(s, spec)):
+        for path, corpus, speaker in zip(*(batch[k].numpy() for k in ("path", "corpus", "speaker"))):
+            out[path.decode()] = (corpus.decode(), speaker.decode())
+    return out

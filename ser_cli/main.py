@@ -3,6 +3,7 @@
     ser features --input CORPUS_ROOT --output DIR     corpora -> TFRecord shards (Beam)
     ser train --features DIR --output BUNDLE          fit, evaluate, export a model bundle
     ser evaluate --features DIR [--model BUNDLE]      test-split report of a bundle
+    ser crossval --features DIR --output DIR          speaker folds: train without, test on each
     ser predict FILE... [--model BUNDLE]              emotion of a few files, as a table
     ser score --input GLOB --output PREFIX            archives -> Parquet, one row per file (Beam)
     ser app [--port 8501]                             the web app
@@ -23,6 +24,7 @@ COMMANDS = {
     "train": ("ser_cli.commands", "train", "fit the fused model on shards and export a bundle"),
     "evaluate": ("ser_cli.commands", "evaluate", "evaluate a bundle on a split of shards"),
     "predict": ("ser_cli.commands", "predict", "predict the emotion of a few audio files"),
+    "crossval": ("ser_cli.commands", "crossval", "speaker-level cross-validation (every speaker unseen once)"),
     "score": ("pipelines.score", "run", "score audio archives into Parquet (Apache Beam)"),
     "app": ("ser_cli.serve", "run", "start the web app (Streamlit)"),
 }

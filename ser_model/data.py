@@ -9,7 +9,7 @@ statistics in its first layers, so every caller feeds raw features.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +18,17 @@ from ser_model.feature_dir import FeatureDir, FeatureMismatch, open_feature_dir
 from ser_model.records import GENDER_CLASSES, GENDERS, parse_examples
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+def fold_stats(fdir: FeatureDir, speakers) -> dict:
+    """Per-band mean/std (the ``stats.json`` contract) of the windows of ``speakers`` in any split."""
+    from ser_model.stats import FeatureStats
+
+    stats = FeatureStats.empty(fdir.features.n_mels, fdir.features.n_mfcc)
+    for ex in read_split(fdir, ALL_SPLITS, speakers=speakers).batch(256):
+        for logmel, mfcc in zip(ex["logmel"].numpy(), ex["mfcc"].numpy()):
+            stats.add(logmel, mfcc)
+    return stats.to_json()
 
 
 def gender_ids(gender: tf.Tensor) -> tf.Tensor:
@@ -29,9 +40,22 @@ def _to_model_inputs(parsed: dict) -> dict:
     return {"logmel": parsed["logmel"][..., None], "mfcc": parsed["mfcc"][..., None]}
 
 
+ALL_SPLITS = ("train", "val", "test")
+
+
+def speaker_filter(speakers: Iterable[tuple[str, str]]):
+    """A ``tf.data`` predicate that keeps parsed examples of the given ``(corpus, speaker)`` pairs."""
+    keys = tf.constant(sorted(f"{c}/{s}" for c, s in speakers) or [""])
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0)
+    return lambda ex: table.lookup(tf.strings.join([ex["corpus"], ex["speaker"]], "/")) > 0
+
+
 def read_split(fdir: FeatureDir, split: str | tuple[str, ...], *, shuffle_files: bool = False,
-               seed: int = 0, cache: bool = False) -> tf.data.Dataset:
-    """Unbatched parsed examples of one split or several (all keys of the TFRecord contract)."""
+               seed: int = 0, cache: bool = False, speakers=None) -> tf.data.Dataset:
+    """Unbatched parsed examples of one split or several (all keys of the TFRecord contract).
+
+    ``speakers``: keep only the windows of these ``(corpus, speaker)`` pairs (cross-validation folds).
+    """
     splits = (split,) if isinstance(split, str) else tuple(split)
     files = [f for s in splits for f in fdir.shards(s)]
     if not files:
@@ -44,15 +68,24 @@ def read_split(fdir: FeatureDir, split: str | tuple[str, ...], *, shuffle_files:
                        deterministic=not shuffle_files)
     cfg = fdir.features
     ds = ds.batch(256).map(lambda s: parse_examples(s, cfg), num_parallel_calls=AUTOTUNE).unbatch()
+    if speakers is not None:
+        ds = ds.filter(speaker_filter(speakers))
     return ds.cache() if cache else ds
 
 
-def class_counts(fdir: FeatureDir, split: str = "train") -> np.ndarray:
-    """Windows per class in a split (one pass over the label ids only)."""
+def class_counts(fdir: FeatureDir, split: str | tuple[str, ...] = "train", speakers=None) -> np.ndarray:
+    """Windows per class in a split or several (one pass over the labels only); ``speakers`` as for
+    :func:`read_split`."""
+    splits = (split,) if isinstance(split, str) else tuple(split)
     counts = np.zeros(len(fdir.label_set.classes), np.int64)
-    spec = {"label_id": tf.io.FixedLenFeature([], tf.int64)}
-    ds = tf.data.TFRecordDataset(fdir.shards(split), compression_type="GZIP").batch(1024)
-    for batch in ds.map(lambda s: tf.io.parse_example(s, spec)["label_id"]):
+    spec = {k: tf.io.FixedLenFeature([], tf.int64 if k == "label_id" else tf.string)
+            for k in ("label_id", "corpus", "speaker")}
+    files = [f for s in splits for f in fdir.shards(s)]
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
+    ds = ds.map(lambda s: tf.io.parse_example(s, spec)).unbatch()
+    if speakers is not None:
+        ds = ds.filter(speaker_filter(speakers))
+    for batch in ds.map(lambda ex: ex["label_id"]).batch(4096):
         counts += np.bincount(batch.numpy(), minlength=len(counts))
     return counts
 
@@ -113,10 +146,11 @@ def training_targets(parsed: dict, class_weights: tf.Tensor, gender_head: bool):
 
 
 def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weights: np.ndarray,
-                  gender_head: bool, seed: int, splits: tuple[str, ...] = ("train",)) -> tf.data.Dataset:
+                  gender_head: bool, seed: int, splits: tuple[str, ...] = ("train",),
+                  speakers=None) -> tf.data.Dataset:
     """Shuffled, augmented, batched training data: ``(inputs, targets, sample weights)``."""
     t = train_cfg
-    ds = read_split(fdir, splits, shuffle_files=True, seed=seed, cache=t["cache"])
+    ds = read_split(fdir, splits, shuffle_files=True, seed=seed, cache=t["cache"], speakers=speakers)
     ds = ds.shuffle(t["shuffle_buffer"], seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(t["batch_size"], drop_remainder=True)
     cw = tf.constant(class_weights)
@@ -130,14 +164,15 @@ def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weig
     return ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def eval_dataset(fdir: FeatureDir, split: str, batch_size: int, cache: bool = False) -> tf.data.Dataset:
+def eval_dataset(fdir: FeatureDir, split: str | tuple[str, ...], batch_size: int, cache: bool = False,
+                 speakers=None) -> tf.data.Dataset:
     """Batches of ``(inputs, metadata)`` in a fixed order, for evaluation and prediction."""
     meta_keys = ("label_id", "gender", "corpus", "path", "speaker", "window_index")
 
     def split_meta(parsed):
         return _to_model_inputs(parsed), {k: parsed[k] for k in meta_keys}
 
-    ds = read_split(fdir, split, cache=cache)
+    ds = read_split(fdir, split, cache=cache, speakers=speakers)
     return ds.batch(batch_size).map(split_meta, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 

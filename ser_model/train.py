@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,8 +54,15 @@ def setup_devices(seed: int):
     return tf.distribute.get_strategy(), f"CPU ({os.cpu_count()} cores)"
 
 
-def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
-                   train_on: str = "train") -> int:
+def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[str, ...],
+        speakers=None, stats: Mapping | None = None, val_ds=None, early_stopping: bool = True):
+    """Train on the windows of ``splits`` (only ``speakers`` if given); ``(model, training facts)``.
+
+    With ``val_ds`` the validation UAR is computed after every epoch and, with
+    ``early_stopping``, the best epoch's model is kept; without it the last
+    epoch's model is. ``stats``: normalisation statistics (default: the feature
+    folder's train-split ``stats.json``). Resumes from ``work/state``.
+    """
     import keras
     import numpy as np
 
@@ -65,20 +73,17 @@ def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int 
     strategy, device = setup_devices(cfg["seed"])
     t, m = cfg["training"], cfg["model"]
     classes = fdir.label_set.classes
-    counts = D.class_counts(fdir, "train")
-    if train_on == "train+val":
-        counts = counts + D.class_counts(fdir, "val")
+    counts = D.class_counts(fdir, splits, speakers=speakers)
     weights = D.balanced_class_weights(counts) if t["class_weighting"] == "balanced" \
         else (counts > 0).astype(np.float32)
     n_windows = int(counts.sum())
+    if n_windows < t["batch_size"]:
+        raise ValueError(f"{n_windows} training windows: fewer than one batch of {t['batch_size']}")
     steps = max(1, n_windows // t["batch_size"])
     print(f"device: {device}; {n_windows} training windows, {steps} steps/epoch; "
           f"classes {list(classes)}; windows per class {counts.tolist()}", flush=True)
-
-    splits = ("train", "val") if train_on == "train+val" else ("train",)
     train_ds = D.train_dataset(fdir, t, cfg["augment"], weights, m["gender_head"], cfg["seed"],
-                               splits=splits).repeat()
-    val_ds = D.eval_dataset(fdir, "val", batch_size=64, cache=True)
+                               splits=splits, speakers=speakers).repeat()
 
     work.mkdir(parents=True, exist_ok=True)
     state = ResumableState(work / "state", every_steps=t["checkpoint_every_steps"])
@@ -86,44 +91,59 @@ def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int 
         model = state.load_model()
         if model is None:
             model = build_model(m, len(classes), fdir.features.logmel_shape, fdir.features.mfcc_shape,
-                                fdir.stats)
+                                stats or fdir.stats)
             compile_model(model, t, steps, m["gender_head"], m.get("gender_loss_weight", 0.2))
     initial_epoch = state.epoch
     if initial_epoch:
-        print(f"resuming from {state.dir} at epoch {initial_epoch + 1} "
-              f"(best validation UAR so far {state.best:.3f})", flush=True)
+        print(f"resuming from {state.dir} at epoch {initial_epoch + 1}", flush=True)
 
     epochs = t["epochs"]
     if max_steps:
         epochs = min(epochs, initial_epoch + max(1, -(-max_steps // steps)))
         steps = min(steps, max_steps)
-    validation = ValidationUAR(val_ds, classes, patience=t["early_stopping_patience"],
-                               best_path=work / "best.keras", state=state,
-                               early_stopping=train_on == "train")
-    callbacks = [validation, state,
-                 keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch"),
+    callbacks = [state, keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch"),
                  keras.callbacks.CSVLogger(str(work / "history.csv"), append=True)]
+    validation = None
+    if val_ds is not None:
+        validation = ValidationUAR(val_ds, classes, patience=t["early_stopping_patience"],
+                                   best_path=work / "best.keras", state=state, early_stopping=early_stopping)
+        callbacks.insert(0, validation)
     started = time.monotonic()
     model.fit(train_ds, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
               callbacks=callbacks, shuffle=False,  # the dataset shuffles
               verbose=1 if sys.stdout.isatty() else 2)
-    train_seconds = time.monotonic() - started
+    facts = {"device": device, "train_seconds_this_run": round(time.monotonic() - started, 1),
+             "windows": n_windows, "config": cfg}
+    if validation is not None:
+        facts.update(epochs_run=validation.epochs_seen + initial_epoch, best_epoch=state.best_epoch + 1,
+                     best_val_uar=round(state.best, 4))
+        if (work / "best.keras").exists():
+            model = keras.models.load_model(work / "best.keras", compile=False)
+    return model, facts
 
-    best = keras.models.load_model(work / "best.keras", compile=False) if (work / "best.keras").exists() else model
-    from ser_model.evaluate import evaluate_split, format_report
 
-    rep = evaluate_split(best, fdir, "test")
-    rep["training"] = {"device": device, "epochs_run": validation.epochs_seen + initial_epoch,
-                       "best_epoch": state.best_epoch + 1, "best_val_uar": round(state.best, 4),
-                       "train_seconds_this_run": round(train_seconds, 1), "train_on": train_on,
-                       "windows": n_windows, "config": cfg}
-    print(format_report(rep), flush=True)
+def clear_state(work: Path) -> None:
+    """Drop the resumable state once a run's result is safely written."""
+    shutil.rmtree(work / "state", ignore_errors=True)
+
+
+def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
+                   train_on: str = "train") -> int:
+    """`ser train`: fit on the train split (or train+val), evaluate on test, write the bundle."""
+    from ser_model import data as D
     from ser_model.bundle import save_bundle
+    from ser_model.evaluate import evaluate_split, format_report
     from ser_model.model_card import model_card
 
-    save_bundle(output, best, fdir.features, fdir.label_set, fdir.stats, rep,
-                model_card(rep, fdir, cfg))
-    state.clear()
+    splits = ("train", "val") if train_on == "train+val" else ("train",)
+    val_ds = D.eval_dataset(fdir, "val", batch_size=64, cache=True)
+    model, facts = fit(fdir, cfg, work, max_steps, splits=splits, val_ds=val_ds,
+                       early_stopping=train_on == "train")
+    rep = evaluate_split(model, fdir, "test")
+    rep["training"] = {**facts, "train_on": train_on}
+    print(format_report(rep), flush=True)
+    save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, model_card(rep, fdir, cfg))
+    clear_state(work)
     print(f"bundle written to {output}", flush=True)
     return 0
 

@@ -46,11 +46,21 @@ TINY = ["--set", "model.backbone=densenet_tiny", "--set", "model.mel_pool=[2,2]"
         "--set", "training.epochs=2", "--set", "training.warmup_epochs=0"]
 
 
+NATIVE_LOG_MARKS = ("I0000 ", "E0000 ", "cuInit", "absl::InitializeLog")
+
+
 def ser(*args, timeout=600):
-    """Run the real `ser` command line in a subprocess."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "ser_cli.main", *map(str, args)], capture_output=True,
+    """Run the real `ser` command line in a subprocess (as a user would: no log settings of ours).
+
+    Unless ``--verbose`` is given, its stderr must hold none of TensorFlow's native start-up lines.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "ser_cli.main", *map(str, args)], capture_output=True,
                           text=True, cwd=REPO, timeout=timeout, env=env)
+    if "--verbose" not in args:
+        leaked = [line for line in proc.stderr.splitlines() if any(m in line for m in NATIVE_LOG_MARKS)]
+        assert not leaked, f"native log lines reached the console: {leaked[:3]}"
+    return proc
 
 
 @pytest.fixture(scope="session")

@@ -30,16 +30,14 @@ def test_bundle_is_complete_and_small():
 def test_bundled_model_scores_the_examples(predictor):
     classes = predictor.bundle.classes
     assert len(classes) == 7 and predictor.bundle.has_gender
-    confidences = []
+    correct = 0
     for path in EXAMPLES:
         pred = predictor.predict_file(str(path))
         assert pred.window_probs.shape == (len(pred.starts_s), 7)
         assert np.isclose(pred.probs.sum(), 1.0, atol=1e-5)
-        assert pred.label in classes
-        confidences.append(pred.confidence)
+        correct += pred.label == EMOTION[path.name.split("_")[2]]
     # A trained model, not a barely trained one: the examples' own emotions, mostly. (Actors 1011,
     # 1013 and 1021 were in its training split, so this is a regression check, not an evaluation.)
-    correct = sum(predictor.predict_file(str(p)).label == EMOTION[p.name.split("_")[2]] for p in EXAMPLES)
     assert correct >= 9, f"{correct}/12 examples right"
 
 

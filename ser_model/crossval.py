@@ -1,0 +1,143 @@
+"""Speaker-level cross-validation: every speaker scored by a model that never heard them.
+
+For each fold of a plan (``ser_model.folds``), a model is trained from scratch
+on the windows of every speaker outside the fold, whatever split the feature
+pipeline gave them, with normalisation statistics from those speakers only,
+for the configured number of epochs (no selection on held-out data), and is
+then scored on the fold's speakers. Each fold's report is written to
+``OUTPUT/folds/<fold>/metrics.json`` as soon as it is done, so a rerun of the
+same command skips finished folds (and resumes an interrupted one from its
+saved state). The summary, ``crossval.json`` and ``crossval.md``, gives per
+corpus (and per gender) the mean and spread over the folds that tested that
+corpus, and the pooled figures over all files, each scored once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ser_model.evaluate import scores
+from ser_model.folds import Speaker, check_plan, fold_members
+
+HEADLINE = ("uar", "accuracy", "macro_f1")
+
+
+def speakers_of(fdir) -> dict[Speaker, str]:
+    """``{(corpus, speaker): gender}`` of every written file, from the feature folder's manifest."""
+    return {(corpus, speaker): next(iter(genders))
+            for corpus, by_speaker in fdir.manifest["speakers"].items()
+            for speaker, genders in by_speaker.items()}
+
+
+def file_predictions(model, fdir, speakers) -> dict:
+    """Per-file probabilities and metadata of ``speakers``' files (all splits)."""
+    from ser_model.data import ALL_SPLITS, eval_dataset
+    from ser_model.evaluate import aggregate_files, predict_dataset
+
+    probs, _, meta = predict_dataset(model, eval_dataset(fdir, ALL_SPLITS, 64, speakers=speakers))
+    file_probs, file_meta = aggregate_files(probs, meta)
+    return {"probs": file_probs.tolist(), **{k: np.asarray(v).tolist() for k, v in file_meta.items()}}
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run_fold(fdir, cfg: Mapping, plan: Mapping[Speaker, str], fold: str, fold_dir: Path,
+             max_steps: int | None) -> dict:
+    """Train without the fold's speakers, score them; the fold's predictions (also written to disk)."""
+    from ser_model.data import ALL_SPLITS, fold_stats
+    from ser_model.train import clear_state, fit
+
+    train_speakers, test_speakers = fold_members(plan, fold)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    print(f"fold {fold}: training on {len(train_speakers)} speakers, testing {len(test_speakers)}", flush=True)
+    stats = fold_stats(fdir, train_speakers)
+    model, facts = fit(fdir, cfg, fold_dir / "work", max_steps, splits=ALL_SPLITS, speakers=train_speakers,
+                       stats=stats)
+    result = {"fold": fold, "test_speakers": sorted(f"{c}/{s}" for c, s in test_speakers),
+              "training": {k: v for k, v in facts.items() if k != "config"},
+              "files": file_predictions(model, fdir, test_speakers)}
+    _write_json(fold_dir / "predictions.json", result)
+    clear_state(fold_dir / "work")
+    return result
+
+
+def fold_scores(result: Mapping, classes) -> dict:
+    """Per-corpus and per-gender scores of one fold's files."""
+    probs = np.asarray(result["files"]["probs"])
+    y_true = np.asarray(result["files"]["label_id"], int)
+    y_pred = probs.argmax(1)
+    out = {}
+    for key in ("corpus", "gender"):
+        values = np.asarray(result["files"][key])
+        for value in sorted(set(values.tolist())):
+            sel = values == value
+            s = scores(y_true[sel], y_pred[sel], classes)
+            out[f"{key}:{value}"] = {k: s[k] for k in (*HEADLINE, "n")}
+    return out
+
+
+def summarise(results: list[Mapping], classes) -> dict:
+    """Mean and spread over folds per corpus and gender; pooled scores over all files."""
+    per_fold = {r["fold"]: fold_scores(r, classes) for r in results}
+    groups = sorted({g for s in per_fold.values() for g in s})
+    summary = {}
+    for group in groups:
+        values = {f: s[group] for f, s in per_fold.items() if group in s}
+        summary[group] = {"folds": len(values), "files": int(sum(v["n"] for v in values.values()))}
+        for metric in HEADLINE:
+            xs = np.array([v[metric] for v in values.values()])
+            summary[group][metric] = {"mean": round(float(xs.mean()), 4), "std": round(float(xs.std()), 4),
+                                      "min": round(float(xs.min()), 4), "max": round(float(xs.max()), 4)}
+    y_true = np.concatenate([np.asarray(r["files"]["label_id"], int) for r in results])
+    y_pred = np.concatenate([np.asarray(r["files"]["probs"]).argmax(1) for r in results])
+    pooled = scores(y_true, y_pred, classes)
+    return {"folds": sorted(per_fold), "per_fold": per_fold, "summary": summary,
+            "pooled": {k: pooled[k] for k in (*HEADLINE, "n", "recall", "confusion")}}
+
+
+def markdown(report: Mapping, title: str) -> str:
+    lines = [f"# {title}", "",
+             f"{len(report['folds'])} folds; each file scored once, by a model that never heard its speaker.", "",
+             "| group | folds | files | UAR mean ± sd (min-max) | accuracy mean | macro-F1 mean |",
+             "|---|---|---|---|---|---|"]
+    for group, s in report["summary"].items():
+        u = s["uar"]
+        lines.append(f"| {group} | {s['folds']} | {s['files']} | {u['mean']:.3f} ± {u['std']:.3f} "
+                     f"({u['min']:.3f}-{u['max']:.3f}) | {s['accuracy']['mean']:.3f} | "
+                     f"{s['macro_f1']['mean']:.3f} |")
+    p = report["pooled"]
+    lines += ["", f"Pooled over all {p['n']} files: UAR {p['uar']:.3f}, accuracy {p['accuracy']:.3f}, "
+                  f"macro-F1 {p['macro_f1']:.3f}.", ""]
+    return "\n".join(lines)
+
+
+def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, max_steps: int | None = None,
+                 title: str = "Speaker cross-validation") -> dict:
+    """Every fold (finished ones are read back), then the summary; returns the summary."""
+    folds = check_plan(plan, speakers_of(fdir))
+    output.mkdir(parents=True, exist_ok=True)
+    _write_json(output / "plan.json", {"folds": folds, "speakers": {f"{c}/{s}": f for (c, s), f in
+                                                                   sorted(plan.items())}})
+    results = []
+    for i, fold in enumerate(folds, 1):
+        done = output / "folds" / fold / "predictions.json"
+        if done.exists():
+            print(f"fold {fold} ({i}/{len(folds)}): done earlier, read back", flush=True)
+            results.append(json.loads(done.read_text()))
+            continue
+        print(f"fold {fold} ({i}/{len(folds)})", flush=True)
+        results.append(run_fold(fdir, cfg, plan, fold, output / "folds" / fold, max_steps))
+    report = summarise(results, fdir.label_set.classes)
+    report["config"] = dict(cfg)
+    _write_json(output / "crossval.json", report)
+    (output / "crossval.md").write_text(markdown(report, title))
+    return report

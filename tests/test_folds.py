@@ -1,0 +1,114 @@
+"""Cross-validation folds: speaker-disjoint in every corpus, from a plan, a fold file or by corpus."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ser_model.crossval import summarise
+from ser_model.folds import FoldError, check_plan, corpus_folds, fold_members, read_fold_file, speaker_folds
+from tests.conftest import TINY, ser
+
+RAVDESS = {("ravdess", f"{i:02d}"): ("male" if i % 2 else "female") for i in range(1, 21)}
+SMALL = {("tess", "OAF"): "female", ("tess", "YAF"): "female",
+         ("savee", "DC"): "male", ("savee", "JE"): "male", ("savee", "JK"): "male"}
+
+
+def test_speaker_folds_cover_every_speaker_once_and_balance_genders():
+    plan = speaker_folds({**RAVDESS, **SMALL}, 5)
+    assert set(plan) == set(RAVDESS) | set(SMALL)
+    assert check_plan(plan, plan) == [f"fold-{i}" for i in range(1, 6)]
+    for fold in check_plan(plan, plan):
+        train, test = fold_members(plan, fold)
+        assert not train & test and train | test == set(plan)
+        genders = Counter(RAVDESS[s] for s in test if s[0] == "ravdess")
+        assert genders == {"male": 2, "female": 2}
+    # small corpora: each speaker in a fold of its own, not all piled into the first folds
+    assert len({plan[s] for s in SMALL if s[0] == "savee"}) == 3
+    assert plan[("tess", "OAF")] != plan[("tess", "YAF")]
+    assert speaker_folds({**RAVDESS, **SMALL}, 5) == plan   # stable
+
+
+def test_leave_one_corpus_out():
+    plan = corpus_folds([*RAVDESS, *SMALL])
+    assert check_plan(plan, plan) == ["ravdess", "savee", "tess"]
+    train, test = fold_members(plan, "tess")
+    assert {c for c, _ in test} == {"tess"} and "tess" not in {c for c, _ in train}
+
+
+def test_fold_file_by_speaker_and_by_path():
+    by_speaker = read_fold_file("corpus,speaker,fold\ntess,OAF,a\ntess,YAF,b\n", {})
+    assert by_speaker == {("tess", "OAF"): "a", ("tess", "YAF"): "b"}
+    files = {"/data/tess/OAF_Fear/OAF_back_fear.wav": ("tess", "OAF"),
+             "/data/tess/YAF_fear/YAF_back_fear.wav": ("tess", "YAF")}
+    by_path = read_fold_file("path,fold\nOAF_Fear/OAF_back_fear.wav,1\nYAF_fear/YAF_back_fear.wav,2\n", files)
+    assert by_path == {("tess", "OAF"): "1", ("tess", "YAF"): "2"}
+
+
+@pytest.mark.parametrize("text,files,message", [
+    ("path,fold\na.wav,1\nb.wav,2\n", {"/x/a.wav": ("tess", "OAF"), "/x/b.wav": ("tess", "OAF")},
+     "must be speaker-disjoint"),
+    ("path,fold\nmissing.wav,1\n", {"/x/a.wav": ("tess", "OAF")}, "no file in the features folder matches"),
+    ("file,split\na.wav,1\n", {}, "needs the columns"),
+])
+def test_bad_fold_files_are_refused(text, files, message):
+    with pytest.raises(FoldError, match=message):
+        read_fold_file(text, files)
+
+
+def test_a_plan_that_forgets_a_speaker_is_refused():
+    with pytest.raises(FoldError, match="1 speaker"):
+        check_plan({("tess", "OAF"): "a", ("tess", "YAF"): "b"}, [("tess", "OAF"), ("tess", "YAF"), ("savee", "DC")])
+
+
+def test_summary_gives_mean_and_spread_per_corpus_over_the_folds_that_tested_it():
+    classes = ("a", "b")
+
+    def fold(name, corpus, truth, predicted):
+        probs = np.eye(2)[predicted].tolist()
+        return {"fold": name, "files": {"probs": probs, "label_id": truth, "corpus": [corpus] * len(truth),
+                                        "gender": ["female"] * len(truth)}}
+
+    results = [fold("f1", "tess", [0, 1], [0, 1]),       # UAR 1.0
+               fold("f2", "tess", [0, 1], [0, 0]),       # UAR 0.5
+               fold("f3", "savee", [0, 1, 1], [1, 1, 1])]  # UAR 0.5
+    report = summarise(results, classes)
+    assert report["summary"]["corpus:tess"]["uar"] == {"mean": 0.75, "std": 0.25, "min": 0.5, "max": 1.0}
+    assert report["summary"]["corpus:tess"]["folds"] == 2
+    assert report["summary"]["corpus:savee"]["folds"] == 1 and report["summary"]["corpus:savee"]["files"] == 3
+    assert report["pooled"]["n"] == 7
+
+
+def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir, tmp_path):
+    """The real `ser crossval` on the generated corpora, two folds, a tiny network."""
+    out = tmp_path / "cv"
+    proc = ser("crossval", "--features", feature_dir, "--output", out, "--folds", "2", *TINY, "--max_steps", "2")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    manifest = json.loads((feature_dir / "manifest.json").read_text())
+    report = json.loads((out / "crossval.json").read_text())
+    assert report["pooled"]["n"] == manifest["written"]   # every written file, scored once
+    plan = json.loads((out / "plan.json").read_text())["speakers"]
+    for fold in report["folds"]:
+        predictions = json.loads((out / "folds" / fold / "predictions.json").read_text())
+        tested = {f"{c}/{s}" for c, s in zip(predictions["files"]["corpus"], predictions["files"]["speaker"])}
+        assert tested == set(predictions["test_speakers"]) and {plan[s] for s in tested} == {fold}
+    assert {"corpus:ravdess", "corpus:cremad", "corpus:tess", "corpus:savee"} <= set(report["summary"])
+    assert "| corpus:tess |" in (out / "crossval.md").read_text()
+    again = ser("crossval", "--features", feature_dir, "--output", out, "--folds", "2", *TINY, "--max_steps", "2")
+    assert again.returncode == 0 and again.stdout.count("done earlier, read back") == 2
+    assert json.loads((out / "crossval.json").read_text())["pooled"] == report["pooled"]
+
+
+def test_the_speaker_filter_lets_no_test_speaker_into_training(feature_dir):
+    """On the real shards: the windows read for a fold's training hold none of its test speakers."""
+    from ser_model.crossval import speakers_of
+    from ser_model.data import ALL_SPLITS, read_split
+    from ser_model.feature_dir import open_feature_dir
+
+    fdir = open_feature_dir(str(feature_dir))
+    plan = speaker_folds(speakers_of(fdir), 2)
+    train, test = fold_members(plan, "fold-1")
+    seen = {(ex["corpus"].decode(), ex["speaker"].decode())
+            for ex in read_split(fdir, ALL_SPLITS, speakers=train).as_numpy_iterator()}
+    assert seen and seen <= train and not seen & test
