@@ -29,13 +29,6 @@ def test_native_start_up_lines_are_recognised_and_nothing_else(line, native):
     assert is_native_log(line) is native
 
 
-def test_verbose_brings_back_tensorflows_start_up_lines():
-    # (That they are hidden by default is checked on every `ser` run of the suite: see conftest.ser.)
-    loud = ser("predict", "README.md", "--verbose")
-    assert loud.returncode == 1 and "error:" in loud.stdout   # README.md is not audio
-    assert "oneDNN" in loud.stderr
-
-
 def test_mistyped_flags_and_commands_exit_2():
     proc = ser("train", "--features", "x", "--output", "y", "--epochz", "3")
     assert proc.returncode == 2 and "unrecognized arguments: --epochz" in proc.stderr
