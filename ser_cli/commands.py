@@ -40,7 +40,7 @@ def train(argv: list[str]) -> int:
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.features import FeatureConfig
     from ser_model.outputs import check_writable
-    from ser_model.train import apply_overrides, fit_and_export
+    from ser_model.train import TrainingDataError, apply_overrides, fit_and_export
 
     work = args.work_dir or f"{args.output}.work"
     try:
@@ -52,7 +52,11 @@ def train(argv: list[str]) -> int:
     except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
-    return fit_and_export(fdir, cfg, Path(args.output), Path(work), args.max_steps, args.train_on)
+    try:
+        return fit_and_export(fdir, cfg, Path(args.output), Path(work), args.max_steps, args.train_on)
+    except TrainingDataError as err:
+        print(f"ser train: error: {err}", file=sys.stderr)
+        return 2
 
 
 def evaluate(argv: list[str]) -> int:
@@ -144,7 +148,7 @@ def crossval(argv: list[str]) -> int:
     from ser_model.crossval import run_crossval, speakers_of
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.outputs import check_writable
-    from ser_model.train import apply_overrides
+    from ser_model.train import TrainingDataError, apply_overrides
 
     try:
         check_writable(args.output, folder=True)
@@ -162,7 +166,11 @@ def crossval(argv: list[str]) -> int:
     except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2
-    report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title)
+    try:
+        report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title)
+    except TrainingDataError as err:
+        print(f"ser crossval: error: {err}", file=sys.stderr)
+        return 2
     print((Path(args.output) / "crossval.md").read_text())
     print(f"wrote {args.output}/crossval.json and crossval.md ({len(report['folds'])} folds)")
     return 0

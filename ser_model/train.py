@@ -22,6 +22,10 @@ from typing import Mapping
 from ser_model.config import ConfigError, parse_override
 
 
+class TrainingDataError(ValueError):
+    """Too little training data for the configured run."""
+
+
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``training.epochs=5`` style overrides on a nested config (keys must exist)."""
     cfg = copy.deepcopy(cfg)
@@ -78,7 +82,8 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
         else (counts > 0).astype(np.float32)
     n_windows = int(counts.sum())
     if n_windows < t["batch_size"]:
-        raise ValueError(f"{n_windows} training windows: fewer than one batch of {t['batch_size']}")
+        raise TrainingDataError(f"{n_windows} training windows: fewer than one batch of {t['batch_size']} "
+                                "(lower training.batch_size)")
     steps = max(1, n_windows // t["batch_size"])
     print(f"device: {device}; {n_windows} training windows, {steps} steps/epoch; "
           f"classes {list(classes)}; windows per class {counts.tolist()}", flush=True)
