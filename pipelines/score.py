@@ -32,6 +32,7 @@ from pipelines.progress import Ticks
 from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import write_text
 from ser_model.aggregate import file_probabilities
+from ser_model.calibration import apply_temperature
 from ser_model.bundle import named_outputs
 
 INFO = "file_info"
@@ -168,13 +169,13 @@ def error_row(dead: dict, classes, gender_classes, model_id: str) -> dict:
     return row
 
 
-def join_file(element, classes, gender_classes, model_id):
+def join_file(element, classes, gender_classes, model_id, temperature: float = 1.0):
     """File info + its scored windows -> a row; a file with one but not the other still gets a row."""
     path, grouped = element
     infos = list(grouped["info"])
     windows = sorted(grouped["windows"], key=lambda w: w[0])   # time order: the same sums every run
     if infos and windows:
-        probs = file_probabilities([w[1] for w in windows])
+        probs = file_probabilities([w[1] for w in windows], temperature)
         gender = file_probabilities([w[2] for w in windows]) if windows[0][2] is not None else None
         yield file_row(path, infos[0], probs, gender, classes, gender_classes, model_id)
     else:  # never silently lose a file: say what went missing
@@ -183,8 +184,9 @@ def join_file(element, classes, gender_classes, model_id):
                         classes, gender_classes, model_id)
 
 
-def window_row(scored, classes, window_seconds: float) -> dict:
+def window_row(scored, classes, window_seconds: float, temperature: float = 1.0) -> dict:
     path, index, start, probs, _ = scored
+    probs = apply_temperature(probs, temperature)
     best = int(np.argmax(probs))
     return {"path": path, "window_index": int(index), "start_s": float(start),
             "end_s": float(start) + window_seconds, "label": classes[best], "confidence": float(probs[best]),
@@ -229,7 +231,7 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) 
     by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4])))
     rows = ({"info": decoded[INFO], "windows": by_file}
             | "Join" >> beam.CoGroupByKey()
-            | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id))
+            | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"]))
     dead = decoded[DEAD]
     failed_rows = dead | "ErrorRows" >> beam.Map(error_row, classes, genders, model_id)
     ((rows, failed_rows)
@@ -239,7 +241,8 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) 
                                               shard_name_template=""))
     if job.windows:
         (scored
-         | "WindowRows" >> beam.Map(window_row, classes, bundle["features"]["window_seconds"])
+         | "WindowRows" >> beam.Map(window_row, classes, bundle["features"]["window_seconds"],
+                                  bundle["temperature"])
          | "WriteWindows" >> beam.io.WriteToParquet(f"{output}.windows", windows_schema(classes),
                                                     file_name_suffix=".parquet", num_shards=1,
                                                     shard_name_template=""))

@@ -35,6 +35,9 @@ def train(argv: list[str]) -> int:
     p.add_argument("--train_on", choices=("train", "train+val"), default="train",
                    help="train+val refits on the validation speakers too, for the fixed epoch count "
                         "(no early stopping); the test split stays held out")
+    p.add_argument("--calibration", default=None, metavar="CROSSVAL_JSON",
+                   help="crossval.json of `ser crossval` with the same recipe: its temperature, fitted on "
+                        "speakers the fold models never heard, calibrates the bundle's probabilities")
     args = p.parse_args(argv)
     from ser_model.config import ConfigError, load_yaml
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
@@ -52,11 +55,30 @@ def train(argv: list[str]) -> int:
     except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
+    calibration = None
+    if args.calibration:
+        try:
+            calibration = calibration_from_crossval(args.calibration)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"ser train: error: --calibration {args.calibration}: {err}", file=sys.stderr)
+            return 2
     try:
-        return fit_and_export(fdir, cfg, Path(args.output), Path(work), args.max_steps, args.train_on)
+        return fit_and_export(fdir, cfg, Path(args.output), Path(work), args.max_steps, args.train_on,
+                              calibration)
     except TrainingDataError as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
+
+
+def calibration_from_crossval(path: str) -> dict:
+    """The calibration a bundle stores, from a `ser crossval` report."""
+    import json
+
+    c = json.loads(Path(path).read_text())["calibration"]
+    if c.get("method") != "temperature" or not c["temperature"] > 0:
+        raise ValueError("no positive temperature in its calibration section")
+    return {"method": "temperature", "temperature": c["temperature"], "source": str(path),
+            "ece_before": c["ece_before"], "ece_after_cross_fitted": c["ece_after_cross_fitted"]}
 
 
 def evaluate(argv: list[str]) -> int:

@@ -11,16 +11,19 @@ from typing import Sequence
 import numpy as np
 
 
-def file_probabilities(window_probs) -> np.ndarray:
-    """The mean of a recording's window probabilities, ``(windows, classes)`` -> ``(classes,)``, float64.
+def file_probabilities(window_probs, temperature: float = 1.0) -> np.ndarray:
+    """A recording's probabilities: the mean of its windows' ``(windows, classes)`` -> ``(classes,)``,
+    float64, then rescaled by the bundle's calibration ``temperature`` (:mod:`ser_model.calibration`).
 
     Windows should come in their time order: the float64 sum is then the same
     however the windows were batched or distributed.
     """
+    from ser_model.calibration import apply_temperature
+
     probs = np.asarray(window_probs, np.float64)
     if probs.ndim != 2 or not len(probs):
         raise ValueError(f"need a (windows, classes) array with at least one window, got shape {probs.shape}")
-    return probs.mean(axis=0)
+    return apply_temperature(probs.mean(axis=0), temperature)
 
 
 def group_by_file(paths: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:

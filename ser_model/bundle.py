@@ -39,6 +39,7 @@ class Bundle:
     stats: Mapping
     metrics: Mapping
     model_id: str
+    temperature: float = 1.0   # calibration.json; 1.0 (no rescaling) for a bundle without one
 
     @property
     def has_gender(self) -> bool:
@@ -56,7 +57,7 @@ def model_id_of(model_file: Path) -> str:
 
 
 def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelSet, stats: Mapping,
-                metrics: Mapping, model_card: str) -> Path:
+                metrics: Mapping, model_card: str, calibration: Mapping | None = None) -> Path:
     """Write a bundle atomically: built in a sibling temp folder, then renamed into place."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +74,8 @@ def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelS
              "label_set": label_set.to_json(), "stats": dict(stats)}, indent=1) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (tmp / "MODEL_CARD.md").write_text(model_card)
+        if calibration:
+            (tmp / "calibration.json").write_text(json.dumps(dict(calibration), indent=1) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -101,6 +104,17 @@ def resolve_bundle_path(path: str | os.PathLike | None = None) -> Path:
     return chosen
 
 
+def read_temperature(path: Path) -> float:
+    """The emotion head's calibration temperature from ``calibration.json`` (1.0 without one)."""
+    file = Path(path) / "calibration.json"
+    if not file.exists():
+        return 1.0
+    calibration = json.loads(file.read_text())
+    if calibration.get("method") != "temperature" or not float(calibration.get("temperature", 0)) > 0:
+        raise ValueError(f"{file}: expected a positive temperature (method: temperature)")
+    return float(calibration["temperature"])
+
+
 def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
     """Classes, feature settings and model id of a bundle, without loading Keras."""
     path = resolve_bundle_path(path)
@@ -109,7 +123,8 @@ def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
     FeatureConfig.from_dict(feats["features"])  # validate early
     return {"path": str(path), "classes": list(labels["classes"]),
             "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
-            "features": feats["features"], "model_id": model_id_of(path / "model.keras")}
+            "features": feats["features"], "model_id": model_id_of(path / "model.keras"),
+            "temperature": read_temperature(path)}
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
@@ -129,4 +144,5 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
         stats=feats["stats"],
         metrics=json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
         model_id=model_id_of(path / "model.keras"),
+        temperature=read_temperature(path),
     )

@@ -15,6 +15,7 @@ import numpy as np
 from ser_model import audio
 from ser_model.aggregate import file_probabilities
 from ser_model.bundle import Bundle, load_bundle, named_outputs
+from ser_model.calibration import apply_temperature
 from ser_model.extract import featurize_windows
 
 
@@ -24,7 +25,7 @@ class Prediction:
 
     duration_s: float
     starts_s: np.ndarray            # (windows,)
-    window_probs: np.ndarray        # (windows, classes)
+    window_probs: np.ndarray        # (windows, classes), calibrated with the bundle's temperature
     probs: np.ndarray               # (classes,) ser_model.aggregate.file_probabilities
     classes: tuple[str, ...]
     gender_probs: np.ndarray | None = None   # (classes of gender,) mean over windows
@@ -77,10 +78,11 @@ class Predictor:
                 genders.append(np.asarray(out["gender"], np.float64))
         if not probs:
             raise audio.AudioError("silent", "no window with sound in it")
-        probs = np.concatenate(probs)
+        raw = np.concatenate(probs)
+        t = self.bundle.temperature
         gender = file_probabilities(np.concatenate(genders)) if genders else None
-        return Prediction(duration_s, np.concatenate(starts), probs, file_probabilities(probs),
-                          self.bundle.classes, gender)
+        return Prediction(duration_s, np.concatenate(starts), apply_temperature(raw, t),
+                          file_probabilities(raw, t), self.bundle.classes, gender)
 
     def predict_fileobj(self, fileobj, max_seconds: float | None = None) -> Prediction:
         """Any length: clips as in training, long recordings streamed (see ser_model.streaming).

@@ -133,7 +133,7 @@ def clear_state(work: Path) -> None:
 
 
 def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
-                   train_on: str = "train") -> int:
+                   train_on: str = "train", calibration: Mapping | None = None) -> int:
     """`ser train`: fit on the train split (or train+val), evaluate on test, write the bundle."""
     from ser_model import data as D
     from ser_model.bundle import save_bundle
@@ -147,7 +147,8 @@ def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int 
     rep = evaluate_split(model, fdir, "test")
     rep["training"] = {**facts, "train_on": train_on}
     print(format_report(rep), flush=True)
-    save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, model_card(rep, fdir, cfg))
+    save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, model_card(rep, fdir, cfg),
+                calibration)
     clear_state(work)
     print(f"bundle written to {output}", flush=True)
     return 0

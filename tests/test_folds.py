@@ -78,6 +78,9 @@ def test_summary_gives_mean_and_spread_per_corpus_over_the_folds_that_tested_it(
     assert report["summary"]["corpus:tess"]["folds"] == 2
     assert report["summary"]["corpus:savee"]["folds"] == 1 and report["summary"]["corpus:savee"]["files"] == 3
     assert report["pooled"]["n"] == 7
+    calibration = report["calibration"]
+    assert set(calibration["temperature_per_fold"]) == {"f1", "f2", "f3"} and calibration["temperature"] > 0
+    assert sum(row["n"] for row in calibration["reliability_before"]) == 7
 
 
 def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir, tmp_path):
@@ -95,6 +98,12 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
         assert tested == set(predictions["test_speakers"]) and {plan[s] for s in tested} == {fold}
     assert {"corpus:ravdess", "corpus:cremad", "corpus:tess", "corpus:savee"} <= set(report["summary"])
     assert "| corpus:tess |" in (out / "crossval.md").read_text()
+    from ser_model.calibration import ece
+
+    folds = [json.loads((out / "folds" / f / "predictions.json").read_text())["files"] for f in report["folds"]]
+    raw_ece = ece(np.concatenate([f["probs"] for f in folds]), np.concatenate([f["label_id"] for f in folds]))
+    assert report["calibration"]["ece_before"] == pytest.approx(raw_ece, abs=1e-4)
+    assert "Calibration" in (out / "crossval.md").read_text()
     # Run again (in this process: nothing is trained, so no TensorFlow start-up to pay): both folds are
     # read back, not retrained, and give the same summary.
     from ser_model.crossval import run_crossval

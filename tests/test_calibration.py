@@ -1,0 +1,82 @@
+"""Temperature scaling lowers the calibration error of a miscalibrated model and never changes its labels."""
+
+import numpy as np
+import pytest
+
+from ser_model.calibration import apply_temperature, ece, fit_temperature, reliability
+
+
+def overconfident(n=4000, classes=7, true_temperature=3.0, seed=0):
+    """Labels drawn from calibrated probabilities; the 'model' reports them sharpened (p ** 3)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.2, (n, classes))
+    calibrated = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(classes, p=p) for p in calibrated])
+    return apply_temperature(calibrated, 1 / true_temperature), labels
+
+
+def test_temperature_scaling_recovers_the_sharpening_and_lowers_ece():
+    probs, labels = overconfident()
+    fit, held_out = slice(0, 2000), slice(2000, None)
+    t = fit_temperature(probs[fit], labels[fit])
+    assert t == pytest.approx(3.0, rel=0.15)
+    before, after = ece(probs[held_out], labels[held_out]), ece(apply_temperature(probs[held_out], t), labels[held_out])
+    assert before > 0.15 and after < 0.05 and after < before / 3
+
+
+def test_an_underconfident_model_gets_a_temperature_below_one():
+    probs, labels = overconfident(true_temperature=0.5, seed=1)
+    assert fit_temperature(probs, labels) < 0.7
+
+
+def test_scaling_keeps_every_label_and_sums_to_one():
+    probs, _ = overconfident(n=200)
+    scaled = apply_temperature(probs, 2.5)
+    assert np.array_equal(scaled.argmax(1), probs.argmax(1))
+    assert np.allclose(scaled.sum(1), 1.0) and np.array_equal(apply_temperature(probs, 1.0), probs)
+
+
+def test_reliability_table_and_ece_by_hand():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = np.array([0, 1, 0, 0])
+    table = reliability(probs, labels, bins=5)
+    assert [row["n"] for row in table] == [0, 0, 2, 0, 2]
+    assert table[4] == {"lo": 0.8, "hi": 1.0, "n": 2, "confidence": 0.9, "accuracy": 0.5}
+    assert ece(probs, labels, bins=5) == pytest.approx((2 * 0.4 + 2 * 0.4) / 4)
+
+
+def test_a_bundles_temperature_calibrates_the_predictor_and_the_scorer_rows(tiny_bundle, tmp_path):
+    import json
+    import shutil
+
+    from pipelines.score import join_file, window_row
+    from ser_model.predict import Predictor
+    from tests.conftest import REPO
+
+    calibrated = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle[0], calibrated)
+    (calibrated / "calibration.json").write_text(json.dumps({"method": "temperature", "temperature": 3.0}))
+    example = str(sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus"))[0])
+    raw, scaled = Predictor(str(tiny_bundle[0])).predict_file(example), Predictor(str(calibrated)).predict_file(example)
+    assert np.allclose(scaled.probs, apply_temperature(raw.probs, 3.0)) and scaled.label == raw.label
+    assert np.allclose(scaled.window_probs, apply_temperature(raw.window_probs, 3.0))
+    assert scaled.confidence < raw.confidence   # T > 1 softens
+
+    classes = ("a", "b")
+    windows = [(0, np.array([0.9, 0.1]), None), (1, np.array([0.7, 0.3]), None)]
+    row = next(join_file(("x.wav", {"info": [{"duration_s": 4.0, "n_windows": 2}], "windows": windows}),
+                         classes, [], "m", 2.0))
+    assert [row["p_a"], row["p_b"]] == pytest.approx(list(apply_temperature([0.8, 0.2], 2.0)))
+    window = window_row(("x.wav", 0, 0.0, np.array([0.9, 0.1]), None), classes, 3.0, 2.0)
+    assert window["confidence"] == pytest.approx(apply_temperature([0.9, 0.1], 2.0)[0])
+
+
+def test_a_bad_calibration_file_is_refused(tmp_path):
+    import json
+
+    from ser_model.bundle import read_temperature
+
+    assert read_temperature(tmp_path) == 1.0   # no file: no rescaling
+    (tmp_path / "calibration.json").write_text(json.dumps({"method": "temperature", "temperature": -1}))
+    with pytest.raises(ValueError, match="positive temperature"):
+        read_temperature(tmp_path)
