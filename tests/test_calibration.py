@@ -80,3 +80,27 @@ def test_a_bad_calibration_file_is_refused(tmp_path):
     (tmp_path / "calibration.json").write_text(json.dumps({"method": "temperature", "temperature": -1}))
     with pytest.raises(ValueError, match="positive temperature"):
         read_temperature(tmp_path)
+
+
+def test_ser_train_calibration_comes_from_a_crossval_report_into_the_bundle(tmp_path):
+    import json
+
+    from ser_cli.commands import calibration_from_crossval
+    from ser_model.bundle import load_bundle, save_bundle
+    from ser_model.features import FeatureConfig
+    from ser_model.labels import load_label_table
+    from ser_model.model import build_model
+
+    report = tmp_path / "crossval.json"
+    report.write_text(json.dumps({"calibration": {"method": "temperature", "temperature": 1.7, "ece_before": 0.12,
+                                                  "ece_after_cross_fitted": 0.03}}))
+    calibration = calibration_from_crossval(str(report))
+    cfg = FeatureConfig()
+    stats = {"logmel_mean": [0.0] * cfg.n_mels, "logmel_std": [1.0] * cfg.n_mels,
+             "mfcc_mean": [0.0] * cfg.n_mfcc, "mfcc_std": [1.0] * cfg.n_mfcc}
+    model = build_model({"backbone": "densenet_tiny", "weights": None, "mel_pool": [4, 4], "mfcc_filters": [4],
+                         "dropout": 0.1, "gender_head": False}, 7, cfg.logmel_shape, cfg.mfcc_shape, stats)
+    label_set = load_label_table().label_set()
+    save_bundle(tmp_path / "bundle", model, cfg, label_set, stats, {}, "card", calibration)
+    assert load_bundle(str(tmp_path / "bundle")).temperature == 1.7
+    assert json.loads((tmp_path / "bundle" / "calibration.json").read_text())["source"] == str(report)
