@@ -236,15 +236,12 @@ def test_help_lists_our_flags_not_all_of_beams(capsys):
     assert len(text.splitlines()) < 60
 
 
-def test_dataflow_job_builds_offline_with_dry_run():
-    proc = subprocess.run(
-        [sys.executable, "-m", "ser_cli.main", "features", "--input", "gs://bucket/corpora",
-         "--output", "gs://bucket/features", "--runner", "DataflowRunner", "--dry_run=True",
-         "--no_auth", "--project", "my-project", "--region", "us-central1",
-         "--temp_location", "gs://bucket/tmp", "--setup_file", "./setup.py"],
-        capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "dry run: the job was built, not submitted" in proc.stdout
+def test_dataflow_job_builds_offline_with_dry_run(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)   # --setup_file ./setup.py, as a user runs it from the checkout
+    assert F.run(["--input", "gs://bucket/corpora", "--output", "gs://bucket/features", "--runner", "DataflowRunner",
+                  "--dry_run=True", "--no_auth", "--project", "my-project", "--region", "us-central1",
+                  "--temp_location", "gs://bucket/tmp", "--setup_file", "./setup.py"]) == 0
+    assert "dry run: the job was built, not submitted" in capsys.readouterr().out
 
 
 def test_the_builder_runs_under_beams_test_pipeline(corpora_tree, tmp_path):
