@@ -93,21 +93,20 @@ class ProgressLine:
         self._thread.start()
         return self
 
-    def _line(self) -> str:
-        return f"{self.label}: " + progress_text(self.done(), self.total, time.monotonic() - self._started,
-                                                 self.what)
+    def _line(self, done: int) -> str:
+        return f"{self.label}: " + progress_text(done, self.total, time.monotonic() - self._started, self.what)
 
     def _loop(self) -> None:
         tty = self.stream.isatty()
         last_logged, logged_done = time.monotonic(), 0
         while not self._stop.wait(0.5):
+            done = self.done()
             if tty:
-                self.stream.write("\r\033[K" + self._line())
+                self.stream.write("\r\033[K" + self._line(done))
                 self.stream.flush()
-            elif time.monotonic() - last_logged >= self.log_every and self.done() != logged_done:
-                logged_done = self.done()
-                print(self._line(), file=self.stream, flush=True)
-                last_logged = time.monotonic()
+            elif time.monotonic() - last_logged >= self.log_every and done != logged_done:
+                print(self._line(done), file=self.stream, flush=True)
+                last_logged, logged_done = time.monotonic(), done
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -115,5 +114,5 @@ class ProgressLine:
         if self.stream.isatty():
             self.stream.write("\r\033[K")
         if exc[0] is None:
-            print(self._line(), file=self.stream, flush=True)
+            print(self._line(self.done()), file=self.stream, flush=True)
         shutil.rmtree(self.folder, ignore_errors=True)

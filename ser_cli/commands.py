@@ -1,4 +1,4 @@
-"""`ser train`, `ser evaluate`, `ser predict`: flags, checks and printing over the library."""
+"""`ser train`, `ser evaluate`, `ser crossval`, `ser predict`: flags, checks and printing over the library."""
 
 from __future__ import annotations
 
@@ -168,6 +168,7 @@ def crossval(argv: list[str]) -> int:
     from ser_model import folds as F
     from ser_model.config import ConfigError, load_yaml
     from ser_model.crossval import run_crossval, speakers_of
+    from ser_model.data import file_speakers
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.outputs import check_writable
     from ser_model.train import TrainingDataError, apply_overrides
@@ -180,7 +181,7 @@ def crossval(argv: list[str]) -> int:
         if args.by_corpus:
             plan, title = F.corpus_folds(speakers), "Leave-one-corpus-out cross-validation"
         elif args.fold_file:
-            files = _files_of(fdir)
+            files = file_speakers(fdir)
             plan, title = F.read_fold_file(Path(args.fold_file).read_text(), files), f"Folds of {args.fold_file}"
         else:
             plan, title = F.speaker_folds(speakers, args.folds), f"{args.folds}-fold speaker cross-validation"
@@ -197,18 +198,3 @@ def crossval(argv: list[str]) -> int:
     print(f"wrote {args.output}/crossval.json and crossval.md ({len(report['folds'])} folds)")
     return 0
 
-
-def _files_of(fdir) -> dict:
-    """``{path: (corpus, speaker)}`` of every file in a feature folder (one pass over the metadata)."""
-    import tensorflow as tf
-
-    from ser_model.data import ALL_SPLITS
-
-    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("path", "corpus", "speaker")}
-    files = [f for s in ALL_SPLITS for f in fdir.shards(s)]
-    out = {}
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024).map(
-            lambda s: tf.io.parse_example(s, spec)):
-        for path, corpus, speaker in zip(*(batch[k].numpy() for k in ("path", "corpus", "speaker"))):
-            out[path.decode()] = (corpus.decode(), speaker.decode())
-    return out

@@ -18,6 +18,7 @@ from ser_model.feature_dir import FeatureDir, FeatureMismatch, open_feature_dir
 from ser_model.records import GENDER_CLASSES, GENDERS, parse_examples
 
 AUTOTUNE = tf.data.AUTOTUNE
+ALL_SPLITS = ("train", "val", "test")
 
 
 def fold_stats(fdir: FeatureDir, speakers) -> dict:
@@ -38,9 +39,6 @@ def gender_ids(gender: tf.Tensor) -> tf.Tensor:
 
 def _to_model_inputs(parsed: dict) -> dict:
     return {"logmel": parsed["logmel"][..., None], "mfcc": parsed["mfcc"][..., None]}
-
-
-ALL_SPLITS = ("train", "val", "test")
 
 
 def speaker_filter(speakers: Iterable[tuple[str, str]]):
@@ -88,6 +86,18 @@ def class_counts(fdir: FeatureDir, split: str | tuple[str, ...] = "train", speak
     for batch in ds.map(lambda ex: ex["label_id"]).batch(4096):
         counts += np.bincount(batch.numpy(), minlength=len(counts))
     return counts
+
+
+def file_speakers(fdir: FeatureDir) -> dict[str, tuple[str, str]]:
+    """``{path: (corpus, speaker)}`` of every file in a feature folder (one pass over the metadata only)."""
+    spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("path", "corpus", "speaker")}
+    files = [f for s in ALL_SPLITS for f in fdir.shards(s)]
+    out = {}
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024).map(
+            lambda s: tf.io.parse_example(s, spec)):
+        for path, corpus, speaker in zip(*(batch[k].numpy() for k in ("path", "corpus", "speaker"))):
+            out[path.decode()] = (corpus.decode(), speaker.decode())
+    return out
 
 
 def balanced_class_weights(counts: np.ndarray) -> np.ndarray:

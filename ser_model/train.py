@@ -100,7 +100,8 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
             compile_model(model, t, steps, m["gender_head"], m.get("gender_loss_weight", 0.2))
     initial_epoch = state.epoch
     if initial_epoch:
-        print(f"resuming from {state.dir} at epoch {initial_epoch + 1}", flush=True)
+        best = f" (best validation UAR so far {state.best:.3f})" if val_ds is not None else ""
+        print(f"resuming from {state.dir} at epoch {initial_epoch + 1}{best}", flush=True)
 
     epochs = t["epochs"]
     if max_steps:

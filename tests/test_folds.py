@@ -128,3 +128,17 @@ def test_the_speaker_filter_lets_no_test_speaker_into_training(feature_dir):
     seen = {(ex["corpus"].decode(), ex["speaker"].decode())
             for ex in read_split(fdir, ALL_SPLITS, speakers=train).as_numpy_iterator()}
     assert seen and seen <= train and not seen & test
+
+
+def test_file_speakers_map_every_written_file_to_its_manifest_speaker(feature_dir):
+    from ser_model.crossval import speakers_of
+    from ser_model.data import file_speakers
+    from ser_model.feature_dir import open_feature_dir
+
+    fdir = open_feature_dir(str(feature_dir))
+    files = file_speakers(fdir)
+    assert len(files) == fdir.manifest["written"]
+    assert set(files.values()) == set(speakers_of(fdir))
+    some_path, speaker = next(iter(files.items()))
+    relative = "/".join(some_path.split("/")[-2:])
+    assert read_fold_file(f"path,fold\n{relative},a\n", files) == {speaker: "a"}
