@@ -1,11 +1,14 @@
 """The fused network: a DenseNet on the log-mel image plus a small CNN on the MFCCs.
 
-    logmel (n_mels, frames, 1) -> normalise (train stats) -> avg-pool -> 3 channels -> DenseNet -> GAP
-    mfcc   (n_mfcc, frames, 1) -> normalise (train stats) -> 3 x [conv-BN-ReLU-pool] -> GAP
+    logmel (n_mels, frames, 1) -> normalise (train stats) [-> per window] -> avg-pool -> 3 channels
+                                  -> DenseNet -> GAP
+    mfcc   (n_mfcc, frames, 1) -> normalise (train stats) [-> per window] -> 3 x [conv-BN-ReLU-pool] -> GAP
     concat -> dropout -> softmax over the label set ("emotion") [+ softmax over gender ("gender")]
 
 The normalisation statistics are constants inside the model, so a saved model
-needs nothing else to turn raw features into probabilities.
+needs nothing else to turn raw features into probabilities. The optional
+per-window normalisation (``window_norm``) is a layer of the model for the same
+reason: training, scoring and the app cannot disagree about it.
 """
 
 from __future__ import annotations
@@ -74,6 +77,29 @@ def _normaliser(mean: Sequence[float], std: Sequence[float], name: str) -> keras
                                       variance=np.square(np.asarray(std, np.float32)), name=name)
 
 
+# ``model.window_norm``: statistics of each input window itself, on top of the
+# training-set standardisation. They take away what differs between recordings
+# rather than between emotions (level, microphone and room colouring), which a
+# model trained on a few dozen voices otherwise learns as a shortcut.
+#   none  - only the training-set standardisation
+#   level - log-mel: mean and spread over the whole window (gain and dynamic
+#           range; the spectral shape stays); MFCC: per coefficient over time
+#   band  - log-mel and MFCC: per band / coefficient over time (cepstral mean
+#           and variance normalisation; also removes fixed channel colouring)
+WINDOW_NORMS = ("none", "level", "band")
+
+
+def _window_normaliser(mode: str, kind: str, name: str) -> keras.layers.Layer | None:
+    """A parameter-free LayerNormalization over the axes ``mode`` names for input ``kind``."""
+    if mode not in WINDOW_NORMS:
+        raise ValueError(f"model.window_norm must be one of {WINDOW_NORMS}, not {mode!r}")
+    if mode == "none":
+        return None
+    # Inputs are (batch, bands, frames, 1): axis 2 is time, axes (1, 2) the whole image.
+    axes = [1, 2] if (mode == "level" and kind == "logmel") else [2]
+    return keras.layers.LayerNormalization(axis=axes, center=False, scale=False, name=name)
+
+
 def densenet_backbone(name: str, weights: str | None, input_shape: tuple[int, int, int]) -> keras.Model:
     """A Keras DenseNet without its classifier, global-average pooled.
 
@@ -92,7 +118,10 @@ def build_model(model_cfg: Mapping, n_classes: int, logmel_shape: tuple[int, int
     logmel_in = keras.Input((*logmel_shape, 1), name="logmel")
     mfcc_in = keras.Input((*mfcc_shape, 1), name="mfcc")
 
+    window_norm = model_cfg.get("window_norm") or "none"
     x = _normaliser(stats["logmel_mean"], stats["logmel_std"], "logmel_norm")(logmel_in)
+    if (norm := _window_normaliser(window_norm, "logmel", "logmel_window_norm")) is not None:
+        x = norm(x)
     pool = tuple(model_cfg.get("mel_pool") or (1, 1))
     if pool != (1, 1):
         x = keras.layers.AveragePooling2D(pool, name="mel_pool")(x)
@@ -102,6 +131,8 @@ def build_model(model_cfg: Mapping, n_classes: int, logmel_shape: tuple[int, int
     mel_embedding = backbone(x)
 
     y = _normaliser(stats["mfcc_mean"], stats["mfcc_std"], "mfcc_norm")(mfcc_in)
+    if (norm := _window_normaliser(window_norm, "mfcc", "mfcc_window_norm")) is not None:
+        y = norm(y)
     for i, filters in enumerate(model_cfg["mfcc_filters"]):
         y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"mfcc_conv{i}")(y)
         y = keras.layers.BatchNormalization(name=f"mfcc_bn{i}")(y)

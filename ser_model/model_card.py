@@ -40,7 +40,7 @@ def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
                                     "Trained on the train split, model selected on validation UAR."), "",
         "## Recipe",
         f"- backbone {m['backbone']} (weights: {m.get('weights') or 'from scratch'}), log-mel pooled "
-        f"{m.get('mel_pool')}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
+        f"{m.get('mel_pool')}, per-window normalisation {m.get('window_norm') or 'none'}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
         f"gender head {bool(m.get('gender_head'))}",
         f"- {t['epochs']} epochs{'' if tr.get('train_on') == 'train+val' else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
         f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}, SpecAugment",
