@@ -2,7 +2,8 @@
 
 Reads a split's shards (local or gs://) with parallel interleaved reads, parses
 whole batches at once, optionally caches the parsed windows, shuffles, applies
-SpecAugment-style augmentation to the training split only, batches and
+SpecAugment-style augmentation (and optional noise and band limiting) to the
+training split only, batches and
 prefetches. Normalisation is not done here: the model carries the train-split
 statistics in its first layers, so every caller feeds raw features.
 """
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ser_model.feature_dir import FeatureDir, FeatureMismatch, open_feature_dir
+from ser_model.features import mel_band_centres_hz
 from ser_model.records import GENDER_CLASSES, GENDERS, parse_examples
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -109,11 +111,59 @@ def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def augment_batch(inputs: dict, aug: Mapping, mel_floor: float, seed_gen: tf.random.Generator) -> dict:
-    """SpecAugment masks, a random circular time shift and a random gain, per example."""
+def mfcc_of(logmel: tf.Tensor, n_mfcc: int) -> tf.Tensor:
+    """The pipeline's MFCCs (``features.mfcc_from_logmel``: orthonormal DCT-II over the bands) of
+    ``(B, bands, frames, 1)`` log-mels, so that an augmented log-mel gets matching MFCCs."""
+    bands_last = tf.transpose(logmel, [0, 3, 2, 1])
+    return tf.transpose(tf.signal.dct(bands_last, type=2, norm="ortho")[..., :n_mfcc], [0, 3, 2, 1])
+
+
+def power_sum_db(a_db: tf.Tensor, b_db: tf.Tensor) -> tf.Tensor:
+    """Two sounds mixed (powers add), in dB."""
+    return 10.0 * tf.math.log(tf.pow(10.0, a_db / 10.0) + tf.pow(10.0, b_db / 10.0)) / np.log(10.0)
+
+
+def degrade_batch(logmel: tf.Tensor, aug: Mapping, features, seed_gen: tf.random.Generator) -> tf.Tensor:
+    """Recording conditions the corpora lack, on a share of the examples, in the log-mel domain.
+
+    * band limit (``band_limit_p``): the bands above a random cutoff in ``band_limit_hz``
+      lose 60 dB, as behind a low-pass codec or a telephone line;
+    * noise (``noise_p``): stationary noise with a random spectral tilt, ``noise_snr_db``
+      below the example's loudest cell, mixed in the power domain. It buries the quiet
+      detail that lossy codecs throw away and every real room adds.
+    """
+    batch, n_mels = tf.shape(logmel)[0], logmel.shape[1]
+    centres = tf.constant(mel_band_centres_hz(features), tf.float32)[None, :, None, None]
+    if aug.get("band_limit_p", 0) > 0:
+        lo, hi = aug["band_limit_hz"]
+        cutoff = seed_gen.uniform([batch, 1, 1, 1], lo, hi)
+        hit = seed_gen.uniform([batch, 1, 1, 1]) < aug["band_limit_p"]
+        limited = tf.maximum(logmel - 60.0 * tf.cast(centres > cutoff, tf.float32), features.db_floor)
+        logmel = tf.where(hit, limited, logmel)
+    if aug.get("noise_p", 0) > 0:
+        lo, hi = aug["noise_snr_db"]
+        peak = tf.reduce_max(logmel, axis=[1, 2], keepdims=True)
+        level = peak - seed_gen.uniform([batch, 1, 1, 1], lo, hi)
+        tilt = seed_gen.uniform([batch, 1, 1, 1], -12.0, 12.0) * tf.linspace(-0.5, 0.5, n_mels)[None, :, None, None]
+        # Noise power in a band fluctuates from frame to frame (about 5 dB for these bandwidths).
+        noise = level + tilt + seed_gen.normal(tf.shape(logmel), stddev=5.0)
+        hit = seed_gen.uniform([batch, 1, 1, 1]) < aug["noise_p"]
+        logmel = tf.where(hit, power_sum_db(logmel, noise), logmel)
+    return logmel
+
+
+def augment_batch(inputs: dict, aug: Mapping, features, seed_gen: tf.random.Generator) -> dict:
+    """Per example: band limit and noise (:func:`degrade_batch`), a random circular time shift,
+    a random gain and SpecAugment masks."""
     logmel, mfcc = inputs["logmel"], inputs["mfcc"]          # (B, bands, frames, 1)
     batch = tf.shape(logmel)[0]
     n_mels, frames = logmel.shape[1], logmel.shape[2]
+    mel_floor = features.db_floor
+
+    if aug.get("band_limit_p", 0) > 0 or aug.get("noise_p", 0) > 0:
+        degraded = degrade_batch(logmel, aug, features, seed_gen)
+        changed = tf.reduce_any(tf.not_equal(degraded, logmel), axis=[1, 2, 3])[:, None, None, None]
+        logmel, mfcc = degraded, tf.where(changed, mfcc_of(degraded, mfcc.shape[1]), mfcc)
 
     shift = seed_gen.uniform([batch], -aug["max_shift_frames"], aug["max_shift_frames"] + 1, tf.int32)
     roll = lambda x: tf.map_fn(lambda xs: tf.roll(xs[0], xs[1], axis=1), (x, shift),  # noqa: E731
@@ -165,11 +215,10 @@ def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weig
     ds = ds.batch(t["batch_size"], drop_remainder=True)
     cw = tf.constant(class_weights)
     gen = tf.random.Generator.from_seed(seed)
-    floor = fdir.features.db_floor
 
     def prepare(parsed):
         inputs, targets, weights = training_targets(parsed, cw, gender_head)
-        return augment_batch(inputs, aug, floor, gen), targets, weights
+        return augment_batch(inputs, aug, fdir.features, gen), targets, weights
 
     return ds.map(prepare, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 

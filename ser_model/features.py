@@ -122,6 +122,11 @@ def mel_to_hz(mel):
                     _MEL_HZ_PER_MEL * mel)
 
 
+def mel_band_centres_hz(cfg: "FeatureConfig") -> np.ndarray:
+    """Centre frequency of each mel band, ``(n_mels,)``: the band layout of :func:`mel_filterbank`."""
+    return mel_to_hz(np.linspace(hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax), cfg.n_mels + 2))[1:-1]
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Slaney-normalised triangular mel filters, ``(n_mels, 1 + n_fft // 2)`` float32.
