@@ -20,6 +20,7 @@ output (see :func:`publish`).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -31,27 +32,32 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
 from ser_model.config import ConfigError, load_yaml, parse_override
-from ser_model.corpora import CORPORA
+from ser_model.corpora import AUDIO_EXTENSIONS, CORPORA, split_name
+from ser_model.corpora.labelled import LabelFolders, check_labels, folder_label, is_manifest, read_manifest
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet, parse_label_table
 from ser_model.outputs import check_writable
 from ser_model.splits import SplitConfig
 from pipelines import transforms as T
 from pipelines.dead_letters import DEAD, to_jsonl
-from pipelines.launch import PipelineCommand, UsageError, balance_line, expand_input, run_command
+from pipelines.launch import (GLOB_CHARS, PipelineCommand, UsageError, balance_line, count_matches, expand_input,
+                              run_command)
 from pipelines.options import FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions
 from pipelines.progress import Ticks
 from pipelines.tfrecord_sink import read_bytes, write_text
 
 MAX_FILE_BYTES = 2 * 1024 ** 3  # beyond any training clip; larger files are dead letters
+USER_CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
 class Job:
     """Everything a run needs, resolved from configs and flags before the pipeline is built."""
 
-    inputs: tuple[tuple[str, str], ...]   # (name shown, glob)
-    corpora: tuple[str | None, ...]       # per input: the corpus it is forced to, or None
+    inputs: tuple[tuple[str, str], ...]   # (name shown, glob) of the inputs matched by glob
+    corpora: tuple                        # per glob input: the corpus it is forced to, a user's
+                                          # LabelFolders, or None (every reader is tried)
+    manifests: tuple                      # (name shown, (Utterance, ...)) per manifest input
     output: str
     staging: str                          # where this run writes until it succeeds
     features: FeatureConfig
@@ -67,13 +73,36 @@ class Job:
 
 
 def parse_input(spec: str) -> tuple[str | None, str]:
-    """``[corpus=]root`` -> ``(corpus or None, root)``."""
+    """``[name=]root`` -> ``(name or None, root)``; a name that is not a corpus reader is the
+    user's own corpus (:mod:`ser_model.corpora.labelled`)."""
     head, sep, tail = spec.partition("=")
-    if sep and head in CORPORA:
+    if sep and "/" not in head and ":" not in head:
+        if not USER_CORPUS_NAME.match(head):
+            raise ConfigError(f"--input {spec!r}: a corpus name is letters, digits, '_' and '-' "
+                              f"(the readers: {', '.join(CORPORA)}; any other name is your own data)")
         return head, tail
-    if sep and "/" not in head:
-        raise ConfigError(f"--input {spec!r}: unknown corpus {head!r}; known: {', '.join(CORPORA)}")
     return None, spec
+
+
+def own_folder_source(name: str, root: str, table) -> tuple[str, LabelFolders]:
+    """``(glob, LabelFolders)`` of a folder-per-label input, its label folders checked at launch."""
+    if any(ch in root for ch in GLOB_CHARS):
+        raise UsageError(f"--input {name}={root}: give the folder that holds one folder per label, not a glob")
+    glob = expand_input(root.rstrip("/") + "/")
+    source = LabelFolders(name, glob[: -len("/**")])
+    paths = [m.path for m in FileSystems.match([glob])[0].metadata_list]
+    labels = {folder_label(p, source.root) for p in paths if split_name(p)[2] in AUDIO_EXTENSIONS}
+    check_labels(labels - {None}, table, name,
+                 f"--input {name}={root} (your own data, one folder per label: {name!r} is not one of the "
+                 f"corpus readers {', '.join(CORPORA)})")
+    return glob, source
+
+
+def own_manifest(name: str, path: str, table) -> tuple:
+    """The Utterances a manifest lists (read and checked at launch)."""
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"--input {name}={path}: no such manifest")
+    return tuple(read_manifest(read_bytes(path).decode("utf-8-sig"), path, name, table))
 
 
 def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
@@ -92,11 +121,21 @@ def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
     missing = {"files_per_shard", "gzip"} - set(output_cfg)
     if missing:
         raise ConfigError(f"{opts.features_config}: output section lacks {sorted(missing)}")
-    parsed = [parse_input(spec) for spec in io.input]
+    globbed, corpora, manifests = [], [], []
+    for spec in io.input:
+        name, root = parse_input(spec)
+        if name is not None and name not in CORPORA and is_manifest(root):
+            manifests.append((spec, own_manifest(name, root, table)))
+        elif name is not None and name not in CORPORA:
+            glob, source = own_folder_source(name, root, table)
+            globbed.append((spec, glob)), corpora.append(source)
+        else:
+            globbed.append((spec, expand_input(root))), corpora.append(name)
     output = io.output.rstrip("/")
     return Job(
-        inputs=tuple((spec, expand_input(root)) for spec, (_, root) in zip(io.input, parsed)),
-        corpora=tuple(corpus for corpus, _ in parsed),
+        inputs=tuple(globbed),
+        corpora=tuple(corpora),
+        manifests=tuple(manifests),
         output=output,
         staging=f"{output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
         features=FeatureConfig.from_dict(feature_settings),
@@ -116,13 +155,19 @@ def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> No
           | f"Tag{i}" >> beam.Map(lambda meta, c=corpus: (c, meta))
         for i, ((_, glob), corpus) in enumerate(zip(job.inputs, job.corpora))
     ]
-    files = matched | "AllInputs" >> beam.Flatten()
+    files = matched | "AllInputs" >> beam.Flatten(pipeline=p)  # none when every input is a manifest
 
     parsed = files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set, ticks)).with_outputs(
         DEAD, main="utterances")
-    utterances = parsed.utterances
+    rows = [p | f"Manifest{i}" >> beam.Create(utts) for i, (_, utts) in enumerate(job.manifests)]
+    listed = [r | f"ManifestRows{i}" >> beam.ParDo(T.ListedFile(job.label_set, ticks)).with_outputs(
+                  DEAD, main="utterances")
+              for i, r in enumerate(rows)]
+    utterances = ([parsed.utterances, *(m.utterances for m in listed)]
+                  | "AllUtterances" >> beam.Flatten())
 
     plan = ((files | "InputFacts" >> beam.FlatMap(T.input_facts),
+             *(r | f"RowFacts{i}" >> beam.Map(lambda _: ("matched", 1)) for i, r in enumerate(rows)),
              utterances | "UtteranceFacts" >> beam.Map(T.utterance_fact, job.splits))
             | "AllFacts" >> beam.Flatten()
             | "PlanFacts" >> beam.CombineGlobally(T.PlanFacts())
@@ -135,7 +180,7 @@ def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> No
                                                          job.gzip, MAX_FILE_BYTES, ticks))
               .with_outputs(DEAD, T.STATS, main="counts"))
 
-    ((shards.counts, parsed[DEAD], shards[DEAD], shards[T.STATS])
+    ((shards.counts, parsed[DEAD], *(m[DEAD] for m in listed), shards[DEAD], shards[T.STATS])
      | "AllResults" >> beam.Flatten()
      | "Summarise" >> beam.CombineGlobally(T.Summarise(job.features.n_mels, job.features.n_mfcc))
      | "WriteSummary" >> beam.Map(_write_summary, staging, beam.pvalue.AsSingleton(plan), job))
@@ -245,6 +290,13 @@ class FeaturesCommand(PipelineCommand):
 
     def check_output(self, job):
         check_writable(job.output, folder=True)
+
+    def count_inputs(self, job):
+        total = count_matches(job.inputs, self.prog) if job.inputs else 0
+        for name, utts in job.manifests:
+            print(f"{self.prog}: input {name}: {len(utts)} files listed", file=sys.stderr)
+            total += len(utts)
+        return total
 
     def build(self, p, job, ticks):
         build_pipeline(p, job, ticks)

@@ -55,6 +55,10 @@ class PipelineCommand:
         """Raise :class:`ser_model.outputs.OutputError` if the job's output cannot be written."""
         check_writable(job.output)
 
+    def count_inputs(self, job) -> int:
+        """Print how many files each input holds (a local run, before the pipeline); return the total."""
+        return count_matches(job.inputs, self.prog)
+
     def tune_local(self, options: PipelineOptions, argv: list[str], n_files: int) -> None:
         """Adjust a local run's options once the number of input files is known."""
 
@@ -90,7 +94,7 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
     local, dry_run = is_local(options), is_dry_run(options)
     n_files = 0
     if local and not dry_run:
-        n_files = count_matches(job.inputs, command.prog)
+        n_files = command.count_inputs(job)
         if not n_files:
             # A mistyped path must not replace a good output with an empty one.
             print(f"{command.prog}: error: no input file matched; nothing was written", file=sys.stderr)

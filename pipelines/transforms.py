@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from ser_model import audio
@@ -55,6 +56,32 @@ class ParseFile(beam.DoFn):
             return
         self.parsed.inc()
         yield utt, meta.size_in_bytes
+
+
+class ListedFile(beam.DoFn):
+    """An Utterance listed in a user's manifest -> ``(Utterance, None)`` (size looked up when written).
+
+    Yields to ``dead_letter`` (kind ``skipped``) a row whose emotion the label set drops.
+    """
+
+    def __init__(self, label_set: LabelSet, ticks: Ticks = Ticks(None)):
+        self.label_set, self.ticks = label_set, ticks
+
+    def process(self, utt):
+        if self.label_set.class_of(utt.label) is None:
+            self.ticks.tick()
+            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(
+                utt.path, "parse", "label-not-in-set", f"{utt.label} is not in label set {self.label_set.name}",
+                kind="skipped"))
+            return
+        yield utt, None
+
+
+def file_size(path: str) -> int:
+    """Bytes of one file through Beam's file systems; :class:`audio.AudioError` if it is missing."""
+    if not FileSystems.exists(path):
+        raise audio.AudioError("missing-file", f"{path} does not exist")
+    return FileSystems.get_filesystem(path).size(path)
 
 
 def input_facts(element):
@@ -170,10 +197,12 @@ class WriteShard(beam.DoFn):
         if stats.count:
             yield beam.pvalue.TaggedOutput(STATS, stats)
 
-    def _one(self, utt: Utterance, size: int, writer: TFRecordGzipWriter, stats: FeatureStats) -> int | dict:
+    def _one(self, utt: Utterance, size: int | None, writer: TFRecordGzipWriter, stats: FeatureStats) -> int | dict:
         """Featurise and write one file: its number of windows, or its dead-letter row."""
         stage = "read"
         try:
+            if size is None:  # listed in a manifest: not matched, so not sized yet
+                size = file_size(utt.path)
             if self.max_bytes and size > self.max_bytes:
                 raise audio.AudioError("too-large", f"{size} bytes exceeds the {self.max_bytes}-byte limit")
             data = read_bytes(utt.path)

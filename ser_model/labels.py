@@ -48,6 +48,7 @@ class LabelTable:
     code_maps: Mapping[str, Mapping[str, str]]
     label_sets: Mapping[str, LabelSet]
     default_label_set: str
+    generic: Mapping[str, str] = field(default_factory=dict)  # lower-case label -> canonical (own data)
 
     def canonical(self, corpus: str, code: str) -> str | None:
         """The canonical emotion of a corpus code, or None when the code is unknown."""
@@ -71,6 +72,10 @@ def parse_label_table(data: Mapping) -> LabelTable:
             if emotion not in CANONICAL:
                 raise ConfigError(f"labels: {corpus} code {code!r} maps to non-canonical {emotion!r}")
         code_maps[corpus] = {str(code): emotion for code, emotion in codes.items()}
+    generic = {str(name).strip().lower(): emotion for name, emotion in (data.get("generic") or {}).items()}
+    for name, emotion in generic.items():
+        if emotion not in CANONICAL:
+            raise ConfigError(f"labels: generic name {name!r} maps to non-canonical {emotion!r}")
     label_sets = {}
     for name, spec in data["label_sets"].items():
         classes = tuple(spec["classes"])
@@ -83,7 +88,7 @@ def parse_label_table(data: Mapping) -> LabelTable:
     default = data.get("default_label_set", next(iter(label_sets)))
     if default not in label_sets:
         raise ConfigError(f"labels: default_label_set {default!r} is not defined")
-    return LabelTable(code_maps, label_sets, default)
+    return LabelTable(code_maps, label_sets, default, generic)
 
 
 @lru_cache(maxsize=4)

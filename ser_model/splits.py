@@ -53,9 +53,15 @@ class SplitConfig:
 
 
 def group_of(utt, config: SplitConfig) -> str:
-    """The grouping key of an utterance: its speaker, or its word/sentence."""
+    """The grouping key of an utterance: its speaker, or its word/sentence.
+
+    A file whose speaker is not known (a user's data without a speaker column)
+    is its own group: nothing better can keep a voice out of two splits.
+    """
     key = config.key_name(utt.corpus)
-    return utt.speaker if key == "speaker" else utt.sentence
+    if key == "speaker":
+        return utt.speaker or f"file:{utt.path}"
+    return utt.sentence
 
 
 def stable_hash(*parts: str) -> int:

@@ -216,7 +216,7 @@ def test_named_corpus_root_and_label_set(first_run, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--output", "x"], "give at least one --input"),
     (["--input", "x"], "give --output"),
-    (["--input", "klingon=/x", "--output", "y"], "unknown corpus 'klingon'"),
+    (["--input", "bad name=/x", "--output", "y"], "a corpus name is letters"),
     (["--input", "/x", "--output", "y", "--set", "n_mels=-1"], "feature config"),
     (["--input", "/x", "--output", "y", "--set", "colour=red"], "unknown setting"),
     (["--input", "/x", "--output", "y", "--gzipp", "fast"], "unrecognized argument --gzipp (did you mean --gzip?)"),

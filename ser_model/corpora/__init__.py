@@ -1,7 +1,8 @@
 """Corpus readers: a file path in, an :class:`Utterance` (or a counted skip) out.
 
 Each corpus has one small module with its naming rule and explicit code map (the
-map itself lives in ``configs/labels.yaml``). Parsing looks at the path only; it
+map itself lives in ``configs/labels.yaml``); ``labelled`` reads a user's own
+data (a manifest or a folder per label). Parsing looks at the path only; it
 never opens the file, so it is cheap enough to run over millions of paths.
 """
 
@@ -14,6 +15,7 @@ from typing import Callable, Mapping
 from ser_model.labels import LabelTable
 
 from . import cremad, ravdess, savee, tess
+from .labelled import LabelFolders, parse_label_folder
 
 AUDIO_EXTENSIONS = frozenset({"wav", "flac", "ogg", "opus", "mp3", "aiff", "aif", "aifc", "oga"})
 
@@ -74,12 +76,9 @@ def split_name(path: str) -> tuple[str, str, str]:
     return posixpath.basename(parent), stem, ext.lower()
 
 
-def parse_path(path: str, table: LabelTable, corpus: str | None = None) -> Utterance:
-    """Turn a path into an Utterance, or raise :class:`Skip` with the reason.
-
-    ``corpus`` forces one reader (a named root); otherwise every reader is tried.
-    """
-    folder, stem, ext = split_name(path)
+def check_audio_name(path: str) -> None:
+    """Raise :class:`Skip` for a path that cannot be a recording (by its name)."""
+    _, _, ext = split_name(path)
     base = posixpath.basename(path.replace("\\", "/"))
     if base.startswith("._"):
         raise Skip("macos-resource-fork", base)
@@ -87,6 +86,19 @@ def parse_path(path: str, table: LabelTable, corpus: str | None = None) -> Utter
         raise Skip("corpus-metadata", base)
     if ext not in AUDIO_EXTENSIONS:
         raise Skip("not-audio-extension", base)
+
+
+def parse_path(path: str, table: LabelTable, corpus: "str | LabelFolders | None" = None) -> Utterance:
+    """Turn a path into an Utterance, or raise :class:`Skip` with the reason.
+
+    ``corpus`` forces one reader (a named root) or is a user's folder-per-label
+    root (:class:`labelled.LabelFolders`); otherwise every reader is tried.
+    """
+    check_audio_name(path)
+    if isinstance(corpus, LabelFolders):
+        return parse_label_folder(path, corpus, table)
+    folder, stem, _ = split_name(path)
+    base = posixpath.basename(path.replace("\\", "/"))
     names = [corpus] if corpus else list(READERS)
     for name in names:
         if name not in READERS:
