@@ -74,7 +74,10 @@ def calibration_from_crossval(path: str) -> dict:
     """The calibration a bundle stores, from a `ser crossval` report."""
     import json
 
-    c = json.loads(Path(path).read_text())["calibration"]
+    report = json.loads(Path(path).read_text())
+    c = report["calibration"]
+    if report.get("complete") is False or c.get("ece_after_cross_fitted") is None:
+        raise ValueError("a partial cross-validation (not every fold finished): finish it first")
     if c.get("method") != "temperature" or not c["temperature"] > 0:
         raise ValueError("no positive temperature in its calibration section")
     return {"method": "temperature", "temperature": c["temperature"], "source": str(path),
@@ -164,10 +167,13 @@ def crossval(argv: list[str]) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training setting, e.g. --set training.epochs=4 (a shorter schedule)")
     p.add_argument("--max_steps", type=int, default=None, help="training steps per fold at most (smoke tests)")
+    p.add_argument("--only", default=None, metavar="FOLD[,FOLD]",
+                   help="train only these folds now (e.g. fold-1 on a long schedule); the summary covers "
+                        "the folds finished so far and says it is partial")
     args = p.parse_args(argv)
     from ser_model import folds as F
     from ser_model.config import ConfigError, load_yaml
-    from ser_model.crossval import run_crossval, speakers_of
+    from ser_model.crossval import SettingsMismatch, run_crossval, speakers_of
     from ser_model.data import file_speakers
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.outputs import check_writable
@@ -190,11 +196,13 @@ def crossval(argv: list[str]) -> int:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2
     try:
-        report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title)
-    except TrainingDataError as err:
+        only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
+        report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title, only)
+    except (TrainingDataError, SettingsMismatch, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2
     print((Path(args.output) / "crossval.md").read_text())
-    print(f"wrote {args.output}/crossval.json and crossval.md ({len(report['folds'])} folds)")
+    partial = "" if report["complete"] else f" of {len(set(plan.values()))}: partial"
+    print(f"wrote {args.output}/crossval.json and crossval.md ({len(report['folds'])} folds{partial})")
     return 0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -113,13 +113,18 @@ def cross_fitted_calibration(results: list[Mapping]) -> dict:
 
     probs = [np.asarray(r["files"]["probs"], np.float64) for r in results]
     labels = [np.asarray(r["files"]["label_id"], int) for r in results]
+    all_probs, all_labels = np.concatenate(probs), np.concatenate(labels)
+    if len(results) < 2:  # nothing to fit on but the files themselves: no honest "after"
+        return {"method": "temperature", "temperature": round(fit_temperature(all_probs, all_labels), 4),
+                "ece_before": round(ece(all_probs, all_labels), 4), "ece_after_cross_fitted": None,
+                "reliability_before": reliability(all_probs, all_labels)}
     scaled, per_fold = [], {}
     for i, r in enumerate(results):
         others = [j for j in range(len(results)) if j != i]
         t = fit_temperature(np.concatenate([probs[j] for j in others]), np.concatenate([labels[j] for j in others]))
         per_fold[r["fold"]] = round(t, 4)
         scaled.append(apply_temperature(probs[i], t))
-    all_probs, all_labels, all_scaled = np.concatenate(probs), np.concatenate(labels), np.concatenate(scaled)
+    all_scaled = np.concatenate(scaled)
     return {"method": "temperature", "temperature": round(fit_temperature(all_probs, all_labels), 4),
             "temperature_per_fold": per_fold,
             "ece_before": round(ece(all_probs, all_labels), 4),
@@ -140,8 +145,12 @@ def markdown(report: Mapping, title: str) -> str:
                      f"{s['macro_f1']['mean']:.3f} |")
     p, c = report["pooled"], report["calibration"]
     lines += ["", f"Pooled over all {p['n']} files: UAR {p['uar']:.3f}, accuracy {p['accuracy']:.3f}, "
-                  f"macro-F1 {p['macro_f1']:.3f}.", "",
-              f"Calibration (temperature scaling, each fold rescaled with a temperature fitted on the other "
+                  f"macro-F1 {p['macro_f1']:.3f}.", ""]
+    if c["ece_after_cross_fitted"] is None:
+        lines.append(f"Calibration: expected calibration error {c['ece_before']:.3f} (temperature scaling is "
+                     "judged on other folds: it needs at least two).")
+        return "\n".join(lines) + "\n"
+    lines += [f"Calibration (temperature scaling, each fold rescaled with a temperature fitted on the other "
               f"folds): expected calibration error {c['ece_before']:.3f} before, "
               f"{c['ece_after_cross_fitted']:.3f} after; temperature on all folds {c['temperature']:.3f}.", "",
               "| confidence | files | mean confidence before | accuracy | files after | mean confidence after | "
@@ -155,13 +164,51 @@ def markdown(report: Mapping, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+class SettingsMismatch(ValueError):
+    """The output folder holds folds of a run with other settings or another plan."""
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_settings(output: Path, cfg: Mapping, plan_json: Mapping) -> None:
+    """Refuse to mix folds of different settings in one output; record the settings on the first run."""
+    path = output / "settings.json"
+    current = json.loads(json.dumps({"config": cfg, "plan": plan_json}))
+    if not path.exists():
+        _write_json(path, current)
+        return
+    earlier = json.loads(path.read_text())
+    a, b = _flat(earlier), _flat(current)
+    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if differ:
+        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise SettingsMismatch(f"{output} holds folds trained with other settings ({shown} differ); "
+                               "give another --output, or delete that folder to start again")
+
+
 def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, max_steps: int | None = None,
-                 title: str = "Speaker cross-validation") -> dict:
-    """Every fold (finished ones are read back), then the summary; returns the summary."""
+                 title: str = "Speaker cross-validation", only: Sequence[str] | None = None) -> dict:
+    """Every fold (finished ones are read back), then the summary; returns the summary.
+
+    ``only``: train just these folds now (e.g. one fold on a long schedule); the
+    summary then covers the folds finished so far and says it is partial.
+    """
     folds = check_plan(plan, speakers_of(fdir))
+    unknown = sorted(set(only or ()) - set(folds))
+    if unknown:
+        raise ValueError(f"unknown fold(s) {', '.join(unknown)}; this plan has {', '.join(folds)}")
     output.mkdir(parents=True, exist_ok=True)
-    _write_json(output / "plan.json", {"folds": folds, "speakers": {f"{c}/{s}": f for (c, s), f in
-                                                                   sorted(plan.items())}})
+    plan_json = {"folds": folds, "speakers": {f"{c}/{s}": f for (c, s), f in sorted(plan.items())}}
+    check_same_settings(output, {**cfg, "max_steps": max_steps}, plan_json)
+    _write_json(output / "plan.json", plan_json)
     results = []
     for i, fold in enumerate(folds, 1):
         done = output / "folds" / fold / "predictions.json"
@@ -169,10 +216,15 @@ def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, 
             print(f"fold {fold} ({i}/{len(folds)}): done earlier, read back", flush=True)
             results.append(json.loads(done.read_text()))
             continue
+        if only and fold not in only:
+            continue
         print(f"fold {fold} ({i}/{len(folds)})", flush=True)
         results.append(run_fold(fdir, cfg, plan, fold, output / "folds" / fold, max_steps))
     report = summarise(results, fdir.label_set.classes)
+    report["complete"] = len(results) == len(folds)
     report["config"] = dict(cfg)
     _write_json(output / "crossval.json", report)
+    if not report["complete"]:
+        title += f" (partial: {len(results)} of {len(folds)} folds)"
     (output / "crossval.md").write_text(markdown(report, title))
     return report

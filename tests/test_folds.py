@@ -84,12 +84,21 @@ def test_summary_gives_mean_and_spread_per_corpus_over_the_folds_that_tested_it(
 
 
 def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir, tmp_path):
-    """The real `ser crossval` on the generated corpora, two folds, a tiny network."""
+    """The real `ser crossval` on the generated corpora, two folds, a tiny network: first one fold
+    alone (a partial summary), then the rest (the first read back, not retrained)."""
     out = tmp_path / "cv"
-    proc = ser("crossval", "--features", feature_dir, "--output", out, "--folds", "2", *TINY, "--max_steps", "2")
+    args = ["crossval", "--features", feature_dir, "--output", out, "--folds", "2", *TINY, "--max_steps", "2"]
+    first = ser(*args, "--only", "fold-1")
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    partial = json.loads((out / "crossval.json").read_text())
+    assert partial["folds"] == ["fold-1"] and partial["complete"] is False
+    assert "(partial: 1 of 2 folds)" in (out / "crossval.md").read_text()
+    proc = ser(*args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "fold fold-1 (1/2): done earlier, read back" in proc.stdout and "fold fold-2 (2/2)" in proc.stdout
     manifest = json.loads((feature_dir / "manifest.json").read_text())
     report = json.loads((out / "crossval.json").read_text())
+    assert report["complete"] is True
     assert report["pooled"]["n"] == manifest["written"]   # every written file, scored once
     plan = json.loads((out / "plan.json").read_text())["speakers"]
     for fold in report["folds"]:
@@ -106,14 +115,21 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     assert "Calibration" in (out / "crossval.md").read_text()
     # Run again (in this process: nothing is trained, so no TensorFlow start-up to pay): both folds are
     # read back, not retrained, and give the same summary.
-    from ser_model.crossval import run_crossval
+    from ser_model.crossval import SettingsMismatch, run_crossval
     from ser_model.feature_dir import open_feature_dir
 
     (out / "crossval.json").unlink()
     stored = json.loads((out / "plan.json").read_text())["speakers"]
     plan = {tuple(key.split("/", 1)): fold for key, fold in stored.items()}
-    again = run_crossval(open_feature_dir(str(feature_dir)), {"training": "not used"}, plan, out)
+    cfg = json.loads((out / "settings.json").read_text())["config"]
+    cfg.pop("max_steps")
+    fdir = open_feature_dir(str(feature_dir))
+    again = run_crossval(fdir, cfg, plan, out, max_steps=2)
     assert again["pooled"] == report["pooled"]
+    # Other settings must not be mixed into these folds.
+    cfg["training"]["epochs"] += 1
+    with pytest.raises(SettingsMismatch, match="training.epochs"):
+        run_crossval(fdir, cfg, plan, out, max_steps=2)
 
 
 def test_the_speaker_filter_lets_no_test_speaker_into_training(feature_dir):
