@@ -38,13 +38,18 @@ def train(argv: list[str]) -> int:
     p.add_argument("--calibration", default=None, metavar="CROSSVAL_JSON",
                    help="crossval.json of `ser crossval` with the same recipe: its temperature, fitted on "
                         "speakers the fold models never heard, calibrates the bundle's probabilities")
+    p.add_argument("--cpu_devices", type=int, default=1, metavar="N",
+                   help="without GPUs: split the CPU into N logical devices and train data-parallel over "
+                        "them (checks the multi-GPU path; no faster). With GPUs every GPU is used anyway")
     args = p.parse_args(argv)
     from ser_model.config import ConfigError, load_yaml
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.features import FeatureConfig
     from ser_model.outputs import check_writable
-    from ser_model.train import TrainingDataError, apply_overrides, fit_and_export
+    from ser_model.train import TrainingDataError, apply_overrides, fit_and_export, split_cpu
 
+    if args.cpu_devices > 1:
+        split_cpu(args.cpu_devices)  # before anything runs on a device
     work = args.work_dir or f"{args.output}.work"
     try:
         check_writable(args.output, folder=True)

@@ -43,8 +43,22 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
+def split_cpu(n_devices: int) -> None:
+    """Split the CPU into ``n_devices`` logical devices, so that :func:`setup_devices` mirrors over
+    them: the multi-device path on a machine without GPUs (tests). Call before TensorFlow runs anything."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n_devices)
+
+
 def setup_devices(seed: int):
-    """Seed everything; on GPUs use mixed precision and a MirroredStrategy."""
+    """Seed everything; a distribution strategy over every visible device and its description.
+
+    GPUs: mixed precision and a MirroredStrategy over all of them (data-parallel:
+    each global batch is split between the devices and the gradients summed).
+    Several logical CPU devices (:func:`split_cpu`): a MirroredStrategy over them.
+    """
     import keras
     import tensorflow as tf
 
@@ -55,6 +69,10 @@ def setup_devices(seed: int):
             tf.config.experimental.set_memory_growth(gpu, True)
         keras.mixed_precision.set_global_policy("mixed_float16")
         return tf.distribute.MirroredStrategy(), f"{len(gpus)} GPU(s), mixed precision"
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(cpus) > 1:
+        return (tf.distribute.MirroredStrategy(cpus),
+                f"{len(cpus)} logical CPU devices, data-parallel ({os.cpu_count()} cores)")
     return tf.distribute.get_strategy(), f"CPU ({os.cpu_count()} cores)"
 
 

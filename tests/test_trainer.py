@@ -1,7 +1,9 @@
 """Generated audio -> feature pipeline -> a few training steps -> bundle -> evaluate -> reload and predict."""
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,3 +148,16 @@ def test_augmentation_changes_train_batches_only(feature_dir):
     val_x, _ = next(iter(D.eval_dataset(fdir, "val", batch_size=100)))
     val_plain = next(iter(D.read_split(fdir, "val").batch(100)))
     assert np.array_equal(val_x["logmel"].numpy()[..., 0], val_plain["logmel"].numpy())
+
+
+def test_training_is_data_parallel_over_two_logical_devices(feature_dir, tiny_bundle, tmp_path):
+    """The multi-device path (MirroredStrategy) on two logical CPU devices: same steps, finite loss."""
+    proc = ser("train", "--features", feature_dir, "--output", tmp_path / "b", *TINY, "--max_steps", "3",
+               "--cpu_devices", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "device: 2 logical CPU devices, data-parallel" in proc.stdout
+    steps = re.compile(r"(\d+) training windows, (\d+) steps/epoch")
+    assert steps.search(proc.stdout).groups() == steps.search(tiny_bundle[1]).groups()
+    losses = [float(x) for x in re.findall(r"- loss: (\S+)", proc.stdout)]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert (tmp_path / "b" / "model.keras").exists()
