@@ -44,6 +44,7 @@ from pipelines.launch import (GLOB_CHARS, PipelineCommand, UsageError, balance_l
                               run_command)
 from pipelines.options import FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions
 from pipelines.progress import Ticks
+from pipelines.tagged import by_tag
 from pipelines.tfrecord_sink import read_bytes, write_text
 
 MAX_FILE_BYTES = 2 * 1024 ** 3  # beyond any training clip; larger files are dead letters
@@ -157,13 +158,13 @@ def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> No
     ]
     files = matched | "AllInputs" >> beam.Flatten(pipeline=p)  # none when every input is a manifest
 
-    parsed = files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set, ticks)).with_outputs(
-        DEAD, main="utterances")
+    parsed = by_tag(files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set, ticks)),
+                    "Parsed", (T.UTTERANCES, DEAD))
     rows = [p | f"Manifest{i}" >> beam.Create(utts) for i, (_, utts) in enumerate(job.manifests)]
-    listed = [r | f"ManifestRows{i}" >> beam.ParDo(T.ListedFile(job.label_set, ticks)).with_outputs(
-                  DEAD, main="utterances")
+    listed = [by_tag(r | f"ManifestRows{i}" >> beam.ParDo(T.ListedFile(job.label_set, ticks)),
+                     f"Listed{i}", (T.UTTERANCES, DEAD))
               for i, r in enumerate(rows)]
-    utterances = ([parsed.utterances, *(m.utterances for m in listed)]
+    utterances = ([parsed[T.UTTERANCES], *(m[T.UTTERANCES] for m in listed)]
                   | "AllUtterances" >> beam.Flatten())
 
     plan = ((files | "InputFacts" >> beam.FlatMap(T.input_facts),
@@ -173,14 +174,14 @@ def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> No
             | "PlanFacts" >> beam.CombineGlobally(T.PlanFacts())
             | "Plan" >> beam.Map(T.make_plan, job.splits, job.files_per_shard))
 
-    shards = (utterances
-              | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan), job.splits)
-              | "GroupShards" >> beam.GroupByKey()
-              | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set, job.splits,
-                                                         job.gzip, MAX_FILE_BYTES, ticks))
-              .with_outputs(DEAD, T.STATS, main="counts"))
+    shards = by_tag(utterances
+                    | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan), job.splits)
+                    | "GroupShards" >> beam.GroupByKey()
+                    | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set, job.splits,
+                                                               job.gzip, MAX_FILE_BYTES, ticks)),
+                    "Written", (T.COUNTS, DEAD, T.STATS))
 
-    ((shards.counts, parsed[DEAD], *(m[DEAD] for m in listed), shards[DEAD], shards[T.STATS])
+    ((shards[T.COUNTS], parsed[DEAD], *(m[DEAD] for m in listed), shards[DEAD], shards[T.STATS])
      | "AllResults" >> beam.Flatten()
      | "Summarise" >> beam.CombineGlobally(T.Summarise(job.features.n_mels, job.features.n_mfcc))
      | "WriteSummary" >> beam.Map(_write_summary, staging, beam.pvalue.AsSingleton(plan), job))

@@ -21,8 +21,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import (CommonOptions, is_dry_run, is_local, print_help, unknown_flag_message,
-                               unknown_flags, with_local_defaults)
+from pipelines.options import (CommonOptions, is_dry_run, is_local, print_help, register_runner_options,
+                               unknown_flag_message, unknown_flags, with_local_defaults)
 from pipelines.progress import ProgressLine, Ticks
 from ser_model.config import ConfigError
 from ser_model.outputs import check_writable
@@ -66,7 +66,7 @@ class PipelineCommand:
         raise NotImplementedError
 
     def abandon(self, job) -> None:
-        """Clean up after a local run that failed (partial outputs)."""
+        """Delete what a failed run staged (its outputs are published only by :meth:`finish`)."""
 
     def finish(self, job, seconds: float) -> int:
         """Print the outcome of a finished run; return the exit status."""
@@ -80,6 +80,7 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
                    command.output_help)
         return 0
     try:
+        register_runner_options(argv)
         unknown = unknown_flags(argv)
         if unknown:
             raise UsageError(unknown_flag_message(unknown, command.options_class))
@@ -110,7 +111,7 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
             with beam.Pipeline(options=options) as p:
                 command.build(p, job, Ticks(None))
     except BaseException:
-        if local:
+        if not dry_run:
             command.abandon(job)
         raise
     if dry_run:
@@ -122,7 +123,7 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
 def console_logging(verbose: bool = False) -> None:
     """Our progress on stderr; Beam's, absl's and TensorFlow's loggers only for errors unless verbose."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("apache_beam", "absl", "tensorflow"):
+    for noisy in ("apache_beam", "absl", "tensorflow", "distributed"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 

@@ -97,6 +97,24 @@ def own_flags(options_class) -> list[str]:
     return sorted(recorder.names)
 
 
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+
+
+def wants_dask(argv: list[str]) -> bool:
+    return any("DaskRunner" in a or a.startswith("--dask_") for a in argv)
+
+
+def register_runner_options(argv: list[str]) -> None:
+    """Make the flags of an optional runner known (Beam registers a runner's options when its module
+    is imported): the DaskRunner's ``--dask_*`` flags when the command line names that runner."""
+    if wants_dask(argv):
+        try:
+            import apache_beam.runners.dask.dask_runner  # noqa: F401  (registers DaskOptions)
+        except ImportError as err:
+            raise ValueError(f"the Dask runner needs apache-beam[dask] (pip install 'apache-beam[dask]'): "
+                             f"{err}") from err
+
+
 def unknown_flags(argv: list[str]) -> list[str]:
     """Flags in ``argv`` that neither this project nor Beam defines (e.g. ``--segmentz``)."""
     known = set(PipelineOptions([]).get_all_options())

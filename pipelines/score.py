@@ -1,14 +1,19 @@
 """Bulk scoring: audio archives -> one Parquet row per file (and per window).
 
-    MatchFiles per --input -> dedupe by path (a shuffle) -> FileWindows (decode in blocks, window, features)
-        -> BatchElements -> Infer (model loaded once per worker in setup())
+    MatchFiles per --input -> key by file group (a stable hash of the path) -> GroupByKey (the shuffle)
+        -> GroupWindows (per group, in path order, each file once: decode in blocks, window, featurise,
+           batch) -> Infer (the model loaded once per worker process)
         -> per-window rows ----------------------------------------> [PREFIX.windows.parquet]
         -> join windows with file info per path -> file_probabilities -> PREFIX.files.parquet
     failures anywhere -> dead letters (and a row with `error`) -> PREFIX.dead_letters.jsonl
+    -> one last step that waits for every output and writes the counts
 
-Windows of one long file are emitted as they are decoded and scored in batches
-as they come (the steps are fused), so an hours-long recording is never held in
-memory. One file is decoded by one worker.
+Only paths travel through the shuffle. Windows are batched within a group of
+files as they are decoded and scored as batches fill (the steps are fused on the
+local runner), so an hours-long recording is never held in memory there. One
+file is decoded by one worker. Every step has one output and no step emits
+anything from ``finish_bundle``, and the job ends in one step that depends on
+all outputs: the shape Beam's DaskRunner runs correctly (see README).
 """
 
 from __future__ import annotations
@@ -16,27 +21,26 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import DirectOptions
 
 from pipelines.dead_letters import DEAD, dead_letter, to_jsonl
 from pipelines.launch import PipelineCommand, UsageError, balance_line, expand_input, run_command
 from pipelines.options import IOOptions, SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, ScoreOptions, names_flag
 from pipelines.progress import Ticks
+from pipelines.tagged import by_tag
 from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import write_text
 from ser_model.aggregate import file_probabilities
 from ser_model.calibration import apply_temperature
 from ser_model.bundle import named_outputs
-
-INFO = "file_info"
-
 
 @dataclass(frozen=True)
 class ScoreJob:
@@ -44,6 +48,7 @@ class ScoreJob:
 
     inputs: tuple[tuple[str, str], ...]   # (name shown, glob)
     output: str                           # prefix of the output files
+    staging: str                          # prefix this run writes to until it succeeds
     bundle: dict                          # ser_model.bundle.read_bundle_meta
     windows: bool
     batch_size: int
@@ -61,21 +66,41 @@ def make_job(opts: ScoreOptions, io: IOOptions) -> ScoreJob:
     if opts.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, not {opts.batch_size}")
     return ScoreJob(inputs=tuple((spec, expand_input(spec)) for spec in io.input), output=io.output,
+                    staging=f"{io.output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
                     bundle=read_bundle_meta(opts.model), windows=opts.windows, batch_size=opts.batch_size,
                     max_seconds=opts.max_seconds, summary=opts.summary)
 
 
-class FileWindows(beam.DoFn):
-    """FileMetadata -> ``(path, index, start_s, logmel, mfcc)`` per window with sound.
+FILES_PER_GROUP = 32   # files decoded, windowed and batched together by one worker
+MAX_SPREAD = 64        # up to this many files, every file is a group of its own
 
-    Also yields ``file_info`` ``(path, duration_s)`` for every decodable file and
-    ``dead_letter`` rows for files that cannot be read or hold no usable sound.
+
+def file_groups(n_files: int) -> int:
+    """How many groups ``n_files`` are spread over: one per file for a few (long recordings get a
+    worker each), ``FILES_PER_GROUP`` a group for many (fuller batches, fewer elements)."""
+    return max(min(n_files, MAX_SPREAD), -(-n_files // FILES_PER_GROUP), 1)
+
+
+def group_key(meta, n_files: int) -> tuple[int, object]:
+    from ser_model.splits import stable_hash
+
+    return stable_hash("score-group", meta.path) % file_groups(n_files), meta
+
+
+# Tags of GroupWindows' outputs (see pipelines.tagged); dead letters are tagged DEAD.
+BATCH, INFO = "batch", "file_info"
+
+
+class GroupWindows(beam.DoFn):
+    """``(group, [FileMetadata])`` -> ``(BATCH, [(path, index, start_s, logmel, mfcc)])`` batches of at
+    most ``batch_size`` windows with sound, across the group's files (path order, each path once).
+
+    Also yields ``(INFO, (path, {duration_s, n_windows}))`` for every decodable file and
+    ``(DEAD, row)`` for files that cannot be read or hold no usable sound.
     """
 
-    def __init__(self, features: dict, max_seconds: float | None, ticks: Ticks = Ticks(None)):
-        self.features, self.max_seconds, self.ticks = features, max_seconds, ticks
-        self.files = Metrics.counter("score", "files_opened")
-        self.failed = Metrics.counter("score", "files_failed")
+    def __init__(self, features: dict, max_seconds: float | None, batch_size: int, ticks: Ticks = Ticks(None)):
+        self.features, self.max_seconds, self.batch_size, self.ticks = features, max_seconds, batch_size, ticks
 
     def setup(self):
         from ser_model.features import FeatureConfig
@@ -83,7 +108,24 @@ class FileWindows(beam.DoFn):
         self.cfg = FeatureConfig.from_dict(self.features)
         self._blas = one_blas_thread()
 
-    def process(self, meta):
+    def process(self, element):
+        _, metas = element
+        unique = {m.path: m for m in metas}   # a file matched by two inputs is scored once
+        batch = []
+        for path in sorted(unique):
+            for tag, value in self._one(unique[path]):
+                if tag != BATCH:
+                    yield tag, value
+                    continue
+                batch.append(value)
+                if len(batch) == self.batch_size:
+                    yield BATCH, batch
+                    batch = []
+        if batch:
+            yield BATCH, batch
+
+    def _one(self, meta):
+        """One file: ``(BATCH, window)`` per window (as decoded), then its INFO; or a DEAD row."""
         from ser_model.audio import AudioError
         from ser_model.extract import featurize_windows
         from ser_model.streaming import open_windows
@@ -97,32 +139,41 @@ class FileWindows(beam.DoFn):
                 rec = open_windows(f, self.cfg, max_seconds=self.max_seconds)
                 for win in featurize_windows(rec.windows, self.cfg):
                     n += 1
-                    yield path, win.index, win.start_s, win.logmel, win.mfcc
+                    yield BATCH, (path, win.index, win.start_s, win.logmel, win.mfcc)
             if n == 0:
                 raise AudioError("silent", "no window with sound in it")
         except AudioError as err:
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, "decode", err.kind, str(err)))
+            yield DEAD, dead_letter(path, "decode", err.kind, str(err))
             return
         except Exception as err:  # one bad file must never end the run
-            self.failed.inc()
-            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, "read", type(err).__name__, str(err)))
+            yield DEAD, dead_letter(path, "read", type(err).__name__, str(err))
             return
         finally:
             self.ticks.tick()
-        self.files.inc()
-        yield beam.pvalue.TaggedOutput(INFO, (path, {"duration_s": rec.duration_s, "n_windows": n}))
+        yield INFO, (path, {"duration_s": rec.duration_s, "n_windows": n})
+
+
+_BUNDLES: dict = {}
+
+
+def cached_bundle(path: str):
+    """The bundle at ``path``, loaded once per worker process: runners that call ``DoFn.setup`` for
+    every bundle of work (Beam's DaskRunner: every partition) do not reload the model each time."""
+    if path not in _BUNDLES:
+        from ser_model.bundle import load_bundle
+
+        _BUNDLES[path] = load_bundle(path)
+    return _BUNDLES[path]
 
 
 class Infer(beam.DoFn):
     """A batch of windows -> ``(path, index, start_s, probs, gender_probs or None)`` each.
 
-    The model is loaded once per worker, in ``setup()``.
+    The model is loaded once per worker process (:func:`cached_bundle`).
     """
 
     def __init__(self, bundle_path: str):
         self.bundle_path = bundle_path
-        self.windows = Metrics.counter("score", "windows_scored")
 
     def setup(self):
         import tensorflow as tf
@@ -132,9 +183,7 @@ class Infer(beam.DoFn):
             threads = int(os.environ["SER_TF_THREADS"])
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
-        from ser_model.bundle import load_bundle
-
-        self.bundle = load_bundle(self.bundle_path)
+        self.bundle = cached_bundle(self.bundle_path)
 
     def process(self, batch):
         logmel = np.stack([b[3] for b in batch])[..., None]
@@ -142,7 +191,6 @@ class Infer(beam.DoFn):
         out = named_outputs(self.bundle.model.predict_on_batch({"logmel": logmel, "mfcc": mfcc}))
         probs = np.asarray(out["emotion"], np.float64)
         gender = np.asarray(out["gender"], np.float64) if "gender" in out else None
-        self.windows.inc(len(batch))
         for i, (path, index, start, _, _) in enumerate(batch):
             yield path, index, start, probs[i], (gender[i] if gender is not None else None)
 
@@ -213,48 +261,76 @@ def windows_schema(classes):
                      + [(f"p_{c}", pa.float64()) for c in classes])
 
 
+def write_parquet(rows: list[dict], path: str, schema, sort_key) -> str:
+    """``rows`` sorted by ``sort_key`` as one Parquet file at ``path`` (any Beam file system), written
+    under a temporary name and renamed: a reader never sees half a table."""
+    import io
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(sorted(rows, key=sort_key), schema=schema), buf)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with FileSystems.create(tmp) as f:
+        f.write(buf.getvalue())
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+    return path
+
+
 def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) -> None:
     """Add the scoring pipeline to ``p``."""
-    bundle, output, batch_size = job.bundle, job.output, job.batch_size
+    bundle, output, batch_size = job.bundle, job.staging, job.batch_size   # published by ScoreCommand.finish
     classes, genders, model_id = bundle["classes"], bundle["gender_classes"], bundle["model_id"]
     files = ([p | f"Match{i}" >> fileio.MatchFiles(glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
               for i, (_, glob) in enumerate(job.inputs)]
-             | "AllInputs" >> beam.Flatten()
-             | "ByPath" >> beam.Map(lambda m: (m.path, m))
-             | "Dedupe" >> beam.CombinePerKey(lambda metas: next(iter(metas)))  # also the reshuffle
-             | "Meta" >> beam.Values())
-    decoded = files | "Windows" >> beam.ParDo(FileWindows(bundle["features"], job.max_seconds, ticks)).with_outputs(
-        DEAD, INFO, main="windows")
-    scored = (decoded.windows
-              | "Batch" >> beam.BatchElements(min_batch_size=min(8, batch_size), max_batch_size=batch_size)
-              | "Infer" >> beam.ParDo(Infer(bundle["path"])))
+             | "AllInputs" >> beam.Flatten())
+    paths = files | "Paths" >> beam.Map(lambda m: m.path)
+    n_paths = paths | "CountMatches" >> beam.combiners.Count.Globally()
+    decoded = by_tag(files
+                     | "ByGroup" >> beam.Map(group_key, beam.pvalue.AsSingleton(n_paths))
+                     | "Group" >> beam.GroupByKey()
+                     | "Windows" >> beam.ParDo(GroupWindows(bundle["features"], job.max_seconds, batch_size,
+                                                            ticks)),
+                     "Decoded", (BATCH, INFO, DEAD))
+    scored = decoded[BATCH] | "Infer" >> beam.ParDo(Infer(bundle["path"]))
     by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4])))
     rows = ({"info": decoded[INFO], "windows": by_file}
             | "Join" >> beam.CoGroupByKey()
             | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"]))
     dead = decoded[DEAD]
     failed_rows = dead | "ErrorRows" >> beam.Map(error_row, classes, genders, model_id)
-    ((rows, failed_rows)
-     | "AllRows" >> beam.Flatten()
-     | "WriteFiles" >> beam.io.WriteToParquet(f"{output}.files", files_schema(classes, genders),
-                                              file_name_suffix=".parquet", num_shards=1,
-                                              shard_name_template=""))
+    written = [((rows, failed_rows)
+                | "AllRows" >> beam.Flatten()
+                | "FileRowList" >> beam.combiners.ToList()
+                | "WriteFiles" >> beam.Map(write_parquet, f"{output}.files.parquet", files_schema(classes, genders),
+                                           lambda r: r["path"]))]
     if job.windows:
-        (scored
-         | "WindowRows" >> beam.Map(window_row, classes, bundle["features"]["window_seconds"],
-                                  bundle["temperature"])
-         | "WriteWindows" >> beam.io.WriteToParquet(f"{output}.windows", windows_schema(classes),
-                                                    file_name_suffix=".parquet", num_shards=1,
-                                                    shard_name_template=""))
-    (dead
-     | "DeadList" >> beam.combiners.ToList()
-     | "WriteDead" >> beam.Map(lambda rows: write_text(f"{output}.dead_letters.jsonl", to_jsonl(rows))))
-    counts = {"inputs": files | "CountInputs" >> beam.combiners.Count.Globally(),
+        written.append(scored
+                       | "WindowRows" >> beam.Map(window_row, classes, bundle["features"]["window_seconds"],
+                                                bundle["temperature"])
+                       | "WindowRowList" >> beam.combiners.ToList()
+                       | "WriteWindows" >> beam.Map(write_parquet, f"{output}.windows.parquet",
+                                                    windows_schema(classes), lambda r: (r["path"], r["window_index"])))
+    written.append(dead
+                   | "DeadList" >> beam.combiners.ToList()
+                   | "WriteDead" >> beam.Map(lambda rows: write_text(f"{output}.dead_letters.jsonl", to_jsonl(rows))))
+    # Inputs are counted as distinct paths, as they are scored (a file matched twice is one input).
+    counts = {"inputs": paths | "DistinctPaths" >> beam.Distinct() | "CountInputs" >> beam.combiners.Count.Globally(),
               "scored": rows | "CountScored" >> beam.combiners.Count.Globally(),
               "failed": dead | "CountFailed" >> beam.combiners.Count.Globally()}
+    # The last step waits for every output: runners that compute only a job's final step (Dask) still
+    # write them all, and counts.json, which `finish` reads, exists only once they are written.
     (p | "One" >> beam.Create([None])
-       | "Counts" >> beam.Map(lambda _, **c: c, **{k: beam.pvalue.AsSingleton(v) for k, v in counts.items()})
-       | "WriteCounts" >> beam.Map(lambda c: write_text(f"{output}.counts.json", json.dumps(c))))
+       | "Done" >> beam.Map(_write_counts, output, *(beam.pvalue.AsSingleton(w) for w in written),
+                            **{k: beam.pvalue.AsSingleton(v) for k, v in counts.items()}))
+
+
+def _write_counts(_, output: str, *written, **counts) -> None:
+    write_text(f"{output}.counts.json", json.dumps(counts))
 
 
 def summary_table(parquet_path: str, label_set) -> str:
@@ -294,13 +370,24 @@ class ScoreCommand(PipelineCommand):
     def build(self, p, job, ticks):
         build_pipeline(p, job, ticks)
 
+    def abandon(self, job):
+        staged = [m.path for m in FileSystems.match([f"{job.staging}.*"])[0].metadata_list]
+        if staged:
+            FileSystems.delete(staged)
+
     def finish(self, job, seconds):
         from ser_model.labels import LabelSet
 
-        output = job.output
-        with FileSystems.open(f"{output}.counts.json") as f:
+        output, staging = job.output, job.staging
+        with FileSystems.open(f"{staging}.counts.json") as f:
             counts = json.loads(f.read())
-        FileSystems.delete([f"{output}.counts.json"])
+        parts = ["files.parquet", "dead_letters.jsonl"] + (["windows.parquet"] if job.windows else [])
+        # Every output of the run is in place before any is published: no mix of two runs.
+        old = [f"{output}.{part}" for part in parts if FileSystems.exists(f"{output}.{part}")]
+        if old:
+            FileSystems.delete(old)
+        FileSystems.rename([f"{staging}.{part}" for part in parts], [f"{output}.{part}" for part in parts])
+        FileSystems.delete([f"{staging}.counts.json"])
         line, balanced = balance_line(counts["inputs"], {"scored": counts["scored"], "failed": counts["failed"]})
         print(line)
         if job.summary:

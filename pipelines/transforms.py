@@ -27,13 +27,14 @@ from pipelines.progress import Ticks
 from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
 
-STATS = "stats"
+# Tags of the steps' outputs (see pipelines.tagged); dead letters are tagged DEAD.
+UTTERANCES, COUNTS, STATS = "utterances", "counts", "stats"
 
 
 class ParseFile(beam.DoFn):
-    """``(corpus hint, FileMetadata)`` -> ``(Utterance, size in bytes)``.
+    """``(corpus hint, FileMetadata)`` -> ``(UTTERANCES, (Utterance, size in bytes))``.
 
-    Yields to ``dead_letter`` (kind ``skipped``) every path that is not a speech
+    Yields ``(DEAD, row)`` (kind ``skipped``) every path that is not a speech
     utterance of an emotion in the label set, with the reason.
     """
 
@@ -51,17 +52,17 @@ class ParseFile(beam.DoFn):
         except Skip as skip:
             self.skipped.inc()
             self.ticks.tick()
-            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(meta.path, "parse", skip.reason,
-                                                             str(skip), kind="skipped"))
+            yield DEAD, dead_letter(meta.path, "parse", skip.reason, str(skip), kind="skipped")
             return
         self.parsed.inc()
-        yield utt, meta.size_in_bytes
+        yield UTTERANCES, (utt, meta.size_in_bytes)
 
 
 class ListedFile(beam.DoFn):
-    """An Utterance listed in a user's manifest -> ``(Utterance, None)`` (size looked up when written).
+    """An Utterance listed in a user's manifest -> ``(UTTERANCES, (Utterance, None))`` (size looked up
+    when written).
 
-    Yields to ``dead_letter`` (kind ``skipped``) a row whose emotion the label set drops.
+    Yields ``(DEAD, row)`` (kind ``skipped``) a row whose emotion the label set drops.
     """
 
     def __init__(self, label_set: LabelSet, ticks: Ticks = Ticks(None)):
@@ -70,11 +71,10 @@ class ListedFile(beam.DoFn):
     def process(self, utt):
         if self.label_set.class_of(utt.label) is None:
             self.ticks.tick()
-            yield beam.pvalue.TaggedOutput(DEAD, dead_letter(
-                utt.path, "parse", "label-not-in-set", f"{utt.label} is not in label set {self.label_set.name}",
-                kind="skipped"))
+            yield DEAD, dead_letter(utt.path, "parse", "label-not-in-set",
+                                    f"{utt.label} is not in label set {self.label_set.name}", kind="skipped")
             return
-        yield utt, None
+        yield UTTERANCES, (utt, None)
 
 
 def file_size(path: str) -> int:
@@ -158,10 +158,10 @@ class WriteShard(beam.DoFn):
     """``(shard name, [(Utterance, size)])`` -> one ``<shard>.tfrecord.gz`` in the staging folder.
 
     Files are featurised in path order, so a rerun writes identical bytes.
-    Yields the shard's manifest counters (one ``Counter`` per shard, not a row
-    per file: fewer elements through the runner); ``dead_letter`` a row per file
-    that could not be read or decoded (the shard goes on); ``stats`` the shard's
-    partial feature statistics (train shards only).
+    Yields ``(COUNTS, Counter)``: the shard's manifest counters (one per shard,
+    not a row per file: fewer elements through the runner); ``(DEAD, row)`` per
+    file that could not be read or decoded (the shard goes on); ``(STATS,
+    FeatureStats)``: the shard's partial feature statistics (train shards only).
     """
 
     def __init__(self, staging: str, cfg: FeatureConfig, label_set: LabelSet, split_cfg: SplitConfig,
@@ -186,16 +186,16 @@ class WriteShard(beam.DoFn):
                 result = self._one(utt, size, writer, stats)
                 self.ticks.tick()
                 if isinstance(result, dict):
-                    yield beam.pvalue.TaggedOutput(DEAD, result)
+                    yield DEAD, result
                 else:
                     counts.update(count_written(utt, result, group_of(utt, self.split_cfg)))
             writer.close()
         except BaseException:
             writer.abort()
             raise
-        yield counts
+        yield COUNTS, counts
         if stats.count:
-            yield beam.pvalue.TaggedOutput(STATS, stats)
+            yield STATS, stats
 
     def _one(self, utt: Utterance, size: int | None, writer: TFRecordGzipWriter, stats: FeatureStats) -> int | dict:
         """Featurise and write one file: its number of windows, or its dead-letter row."""
