@@ -38,6 +38,10 @@ def train(argv: list[str]) -> int:
     p.add_argument("--calibration", default=None, metavar="CROSSVAL_JSON",
                    help="crossval.json of `ser crossval` with the same recipe: its temperature, fitted on "
                         "speakers the fold models never heard, calibrates the bundle's probabilities")
+    p.add_argument("--crossval", action="append", default=[], metavar="CROSSVAL_JSON",
+                   help="a finished `ser crossval` report of the same recipe (speaker folds, and/or leave one "
+                        "corpus out; repeatable): the model card and the app lead with its figures on "
+                        "speakers the fold models never heard")
     p.add_argument("--cpu_devices", type=int, default=1, metavar="N",
                    help="without GPUs: split the CPU into N logical devices and train data-parallel over "
                         "them (checks the multi-GPU path; no faster). With GPUs every GPU is used anyway")
@@ -60,6 +64,11 @@ def train(argv: list[str]) -> int:
     except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
+    try:
+        evidence = [crossval_evidence(path) for path in args.crossval]
+    except (OSError, ValueError, KeyError) as err:
+        print(f"ser train: error: --crossval: {err}", file=sys.stderr)
+        return 2
     calibration = None
     if args.calibration:
         try:
@@ -69,10 +78,22 @@ def train(argv: list[str]) -> int:
             return 2
     try:
         return fit_and_export(fdir, cfg, Path(args.output), Path(work), args.max_steps, args.train_on,
-                              calibration)
+                              calibration, evidence)
     except TrainingDataError as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
+
+
+def crossval_evidence(path: str) -> dict:
+    """The figures a bundle keeps from a `ser crossval` report (``ser_model.crossval.evidence``)."""
+    import json
+
+    from ser_model.crossval import evidence
+
+    try:
+        return evidence(json.loads(Path(path).read_text()), str(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def calibration_from_crossval(path: str) -> dict:
@@ -190,19 +211,21 @@ def crossval(argv: list[str]) -> int:
         fdir = open_feature_dir(args.features)
         speakers = speakers_of(fdir)
         if args.by_corpus:
-            plan, title = F.corpus_folds(speakers), "Leave-one-corpus-out cross-validation"
+            plan, title, kind = F.corpus_folds(speakers), "Leave-one-corpus-out cross-validation", "by_corpus"
         elif args.fold_file:
             files = file_speakers(fdir)
-            plan, title = F.read_fold_file(Path(args.fold_file).read_text(), files), f"Folds of {args.fold_file}"
+            plan, title, kind = (F.read_fold_file(Path(args.fold_file).read_text(), files),
+                                 f"Folds of {args.fold_file}", "fold_file")
         else:
-            plan, title = F.speaker_folds(speakers, args.folds), f"{args.folds}-fold speaker cross-validation"
+            plan, title, kind = (F.speaker_folds(speakers, args.folds), f"{args.folds}-fold speaker cross-validation",
+                                 "speaker_folds")
         F.check_plan(plan, speakers)
     except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2
     try:
         only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
-        report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title, only)
+        report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title, only, kind)
     except (TrainingDataError, SettingsMismatch, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2

@@ -80,13 +80,29 @@ def main() -> None:
 
 
 def sidebar_model_card(st, bundle) -> None:
+    """The model's figures on voices it never heard: speaker cross-validation when the bundle has it
+    (its recipe's folds), else the feature run's test split."""
+    speakers = next((ev for ev in bundle.metrics.get("crossval", []) if ev["kind"] != "by_corpus"), None)
     metrics = bundle.metrics.get("file", {})
     with st.sidebar:
         st.header("Model")
         st.caption(f"`{bundle.model_id}` · {len(bundle.classes)} classes: {', '.join(bundle.classes)}")
-        if metrics:
-            st.markdown(f"Held-out speakers: **UAR {metrics['uar']:.2f}**, accuracy "
-                        f"{metrics['accuracy']:.2f} ({metrics['n']} test files).")
+        if speakers:
+            pooled = speakers["pooled"]
+            st.markdown(f"On speakers it never heard ({speakers['folds']}-fold speaker cross-validation of "
+                        f"its recipe): **UAR {pooled['uar']:.2f}**, accuracy {pooled['accuracy']:.2f} "
+                        f"({pooled['n']} files).")
+            rows = [{"corpus": g.split(":", 1)[1], "files": v["files"], "UAR": round(v["uar"]["mean"], 2),
+                     "± sd": round(v["uar"]["std"], 2)}
+                    for g, v in speakers["summary"].items() if g.startswith("corpus:")]
+            st.dataframe(rows, hide_index=True)
+            ece = speakers["calibration"].get("ece_after_cross_fitted")
+            if bundle.temperature != 1.0 and ece is not None:
+                st.caption(f"Confidences are calibrated (expected calibration error {ece:.2f} on those speakers).")
+        elif metrics:
+            st.markdown(f"Held-out test split: **UAR {metrics['uar']:.2f}**, accuracy "
+                        f"{metrics['accuracy']:.2f} ({metrics['n']} test files; TESS and SAVEE test "
+                        "speakers were heard in training).")
             rows = [{"corpus": c, "files": s["n"], "UAR": round(s["uar"], 2)}
                     for c, s in metrics.get("per_corpus", {}).items()]
             st.dataframe(rows, hide_index=True)

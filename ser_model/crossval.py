@@ -194,8 +194,28 @@ def check_same_settings(output: Path, cfg: Mapping, plan_json: Mapping) -> None:
                                "give another --output, or delete that folder to start again")
 
 
+KINDS = ("speaker_folds", "by_corpus", "fold_file")
+
+
+def evidence(report: Mapping, source: str) -> dict:
+    """What a model bundle keeps of a finished cross-validation report (for its card and the app)."""
+    if report.get("kind") not in KINDS:
+        raise ValueError("not a `ser crossval` report of this version (no kind): run the same "
+                         "`ser crossval` command again to rewrite its summary")
+    if not report.get("complete"):
+        raise ValueError("a partial cross-validation (not every fold finished): finish it first")
+    c = report["calibration"]
+    return {"kind": report["kind"], "title": report.get("title", ""), "source": source,
+            "folds": len(report["folds"]), "summary": report["summary"],
+            "pooled": {k: report["pooled"][k] for k in (*HEADLINE, "n")},
+            "calibration": {k: c.get(k) for k in ("temperature", "ece_before", "ece_after_cross_fitted",
+                                                  "reliability_before", "reliability_after_cross_fitted")},
+            "epochs": report.get("config", {}).get("training", {}).get("epochs")}
+
+
 def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, max_steps: int | None = None,
-                 title: str = "Speaker cross-validation", only: Sequence[str] | None = None) -> dict:
+                 title: str = "Speaker cross-validation", only: Sequence[str] | None = None,
+                 kind: str = "speaker_folds") -> dict:
     """Every fold (finished ones are read back), then the summary; returns the summary.
 
     ``only``: train just these folds now (e.g. one fold on a long schedule); the
@@ -221,8 +241,7 @@ def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, 
         print(f"fold {fold} ({i}/{len(folds)})", flush=True)
         results.append(run_fold(fdir, cfg, plan, fold, output / "folds" / fold, max_steps))
     report = summarise(results, fdir.label_set.classes)
-    report["complete"] = len(results) == len(folds)
-    report["config"] = dict(cfg)
+    report.update(kind=kind, title=title, complete=len(results) == len(folds), config=dict(cfg))
     _write_json(output / "crossval.json", report)
     if not report["complete"]:
         title += f" (partial: {len(results)} of {len(folds)} folds)"

@@ -226,13 +226,16 @@ def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weig
 def eval_dataset(fdir: FeatureDir, split: str | tuple[str, ...], batch_size: int, cache: bool = False,
                  speakers=None) -> tf.data.Dataset:
     """Batches of ``(inputs, metadata)`` in a fixed order, for evaluation and prediction."""
-    meta_keys = ("label_id", "gender", "corpus", "path", "speaker", "window_index")
-
-    def split_meta(parsed):
-        return _to_model_inputs(parsed), {k: parsed[k] for k in meta_keys}
-
     ds = read_split(fdir, split, cache=cache, speakers=speakers)
-    return ds.batch(batch_size).map(split_meta, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds.batch(batch_size).map(_split_meta, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+EVAL_META_KEYS = ("label_id", "gender", "corpus", "path", "speaker", "window_index")
+
+
+def _split_meta(parsed):
+    # Module level, not a closure: AutoGraph warns about (and skips) closures it cannot match.
+    return _to_model_inputs(parsed), {k: parsed[k] for k in EVAL_META_KEYS}
 
 
 __all__ = ["FeatureDir", "FeatureMismatch", "open_feature_dir", "train_dataset", "eval_dataset",

@@ -12,14 +12,75 @@ LICENCES = {
 }
 
 
-def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
+def _score_rows(summary: Mapping, prefix: str) -> list[str]:
+    rows = []
+    for group, v in summary.items():
+        if not group.startswith(prefix):
+            continue
+        u = v["uar"]
+        rows.append(f"| {group[len(prefix):]} | {v['folds']} | {v['files']} | **{u['mean']:.3f}** ± {u['std']:.3f} "
+                    f"({u['min']:.3f}-{u['max']:.3f}) | {v['accuracy']['mean']:.3f} | {v['macro_f1']['mean']:.3f} |")
+    return rows
+
+
+TABLE_HEAD = ["| {} | folds | files | UAR mean ± sd (min-max) | accuracy | macro-F1 |", "|---|---|---|---|---|---|"]
+
+
+def _reliability(c: Mapping) -> list[str]:
+    def cell(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    lines = ["| confidence | files | mean confidence | accuracy | mean confidence, calibrated | accuracy |",
+             "|---|---|---|---|---|---|"]
+    for b, a in zip(c["reliability_before"], c["reliability_after_cross_fitted"]):
+        lines.append(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {cell(b['confidence'])} | {cell(b['accuracy'])} "
+                     f"| {cell(a['confidence'])} | {cell(a['accuracy'])} |")
+    return lines
+
+
+def crossval_sections(evidence: list[Mapping], refit: bool, calibrated: bool) -> list[str]:
+    """The card's first sections: figures on speakers (and corpora) the fold models never heard."""
+    lines = []
+    which = "refit on all development speakers" if refit else "trained on the train split"
+    for ev in evidence:
+        first = ev["kind"] != "by_corpus"
+        head = ("## On voices it never heard (speaker cross-validation)" if first else
+                "## On a corpus it never heard (trained on the others)")
+        lines += [head, "",
+                  f"{ev['title']} ({ev['folds']} folds, {ev['epochs']} epochs a fold; `{ev['source']}`): each file "
+                  "scored once, by a model of this recipe trained without its "
+                  + ("speaker" if first else "corpus") + f". The shipped model itself was {which}; these "
+                  "figures are the recipe's, measured on held-out voices.", "",
+                  TABLE_HEAD[0].format("corpus"), TABLE_HEAD[1], *_score_rows(ev["summary"], "corpus:"), ""]
+        if first:
+            lines += [TABLE_HEAD[0].format("gender"), TABLE_HEAD[1], *_score_rows(ev["summary"], "gender:"), ""]
+        p = ev["pooled"]
+        lines += [f"Pooled over all {p['n']} files: UAR {p['uar']:.3f}, accuracy {p['accuracy']:.3f}, "
+                  f"macro-F1 {p['macro_f1']:.3f}.", ""]
+    speakers = next((ev for ev in evidence if ev["kind"] != "by_corpus"), None)
+    if speakers and speakers["calibration"].get("ece_after_cross_fitted") is not None:
+        c = speakers["calibration"]
+        lines += ["## Calibration", "",
+                  f"Expected calibration error over the cross-validation files: {c['ece_before']:.3f} as trained, "
+                  f"{c['ece_after_cross_fitted']:.3f} after temperature scaling (each fold rescaled with a "
+                  f"temperature fitted on the other folds). "
+                  + (f"This bundle applies the temperature fitted on all folds, {c['temperature']:.3f}: a "
+                     "reported confidence of 0.8 means right about 80% of the time on such speakers."
+                     if calibrated else "This bundle does not apply it (trained without --calibration)."), "",
+                  *_reliability(c), ""]
+    return lines
+
+
+def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> str:
     f = rep["file"]
     manifest = fdir.manifest
     corpora = sorted(manifest.get("corpus_split", {}))
     t, m = cfg["training"], cfg["model"]
     tr = rep.get("training", {})
+    evidence = rep.get("crossval") or []
     lines = [
         "# Model card: speech emotion recognition (fused DenseNet + MFCC-CNN)", "",
+        *crossval_sections(evidence, tr.get("train_on") == "train+val", calibrated),
         "## Intended use",
         "Research and archive exploration of *acted* emotional speech. Predictions on natural, "
         "conversational or noisy speech are far less reliable than the figures below; do not use "
@@ -47,7 +108,8 @@ def model_card(rep: Mapping, fdir, cfg: Mapping) -> str:
         f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, " + (
             "final weights (the validation speakers were trained on, so there is no model selection)"
             if tr.get("train_on") == "train+val" else f"best epoch {tr.get('best_epoch', '?')}"), "",
-        f"## Measured on the held-out test split ({f['n']} files)",
+        (f"## Also measured: the feature run's test split ({f['n']} files)" if evidence else
+         f"## Measured on the held-out test split ({f['n']} files)"),
         f"Per file (window probabilities averaged): **UAR {f['uar']:.3f}**, accuracy {f['accuracy']:.3f}, "
         f"macro-F1 {f['macro_f1']:.3f}.", "",
         "| corpus | files | UAR | accuracy |", "|---|---|---|---|",

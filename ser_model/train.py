@@ -152,8 +152,12 @@ def clear_state(work: Path) -> None:
 
 
 def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
-                   train_on: str = "train", calibration: Mapping | None = None) -> int:
-    """`ser train`: fit on the train split (or train+val), evaluate on test, write the bundle."""
+                   train_on: str = "train", calibration: Mapping | None = None,
+                   crossval: list | None = None) -> int:
+    """`ser train`: fit on the train split (or train+val), evaluate on test, write the bundle.
+
+    ``crossval``: :func:`ser_model.crossval.evidence` of reports of the same recipe, kept in the
+    bundle's metrics.json (``crossval``) and leading its model card."""
     from ser_model import data as D
     from ser_model.bundle import save_bundle
     from ser_model.evaluate import evaluate_split, format_report
@@ -165,8 +169,11 @@ def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int 
                        early_stopping=train_on == "train")
     rep = evaluate_split(model, fdir, "test")
     rep["training"] = {**facts, "train_on": train_on}
+    if crossval:
+        rep["crossval"] = list(crossval)
     print(format_report(rep), flush=True)
-    save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, model_card(rep, fdir, cfg),
+    card = model_card(rep, fdir, cfg, calibrated=calibration is not None)
+    save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, card,
                 calibration)
     clear_state(work)
     print(f"bundle written to {output}", flush=True)

@@ -46,7 +46,7 @@ TINY = ["--set", "model.backbone=densenet_tiny", "--set", "model.mel_pool=[2,2]"
         "--set", "training.epochs=2", "--set", "training.warmup_epochs=0"]
 
 
-NATIVE_LOG_MARKS = ("I0000 ", "E0000 ", "cuInit", "absl::InitializeLog")
+NATIVE_LOG_MARKS = ("I0000 ", "E0000 ", "cuInit", "absl::InitializeLog", "WARNING:tensorflow")
 
 
 def ser(*args, timeout=600):

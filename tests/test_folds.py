@@ -1,6 +1,7 @@
 """Cross-validation folds: speaker-disjoint in every corpus, from a plan, a fold file or by corpus."""
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from ser_model.crossval import summarise
 from ser_model.folds import FoldError, check_plan, corpus_folds, fold_members, read_fold_file, speaker_folds
-from tests.conftest import TINY, ser
+from tests.conftest import REPO, TINY, ser
 
 RAVDESS = {("ravdess", f"{i:02d}"): ("male" if i % 2 else "female") for i in range(1, 21)}
 SMALL = {("tess", "OAF"): "female", ("tess", "YAF"): "female",
@@ -130,6 +131,32 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     cfg["training"]["epochs"] += 1
     with pytest.raises(SettingsMismatch, match="training.epochs"):
         run_crossval(fdir, cfg, plan, out, max_steps=2)
+    # A bundle of the recipe leads its model card, and the app its sidebar, with these figures.
+    from ser_model.crossval import evidence
+
+    with pytest.raises(ValueError, match="partial"):
+        evidence(partial, "cv-partial")
+    bundle = tmp_path / "bundle"
+    trained = ser("train", "--features", feature_dir, "--output", bundle, *TINY, "--max_steps", "2",
+                  "--crossval", out / "crossval.json", "--calibration", out / "crossval.json")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    card = (bundle / "MODEL_CARD.md").read_text()
+    order = ["## On voices it never heard", "| tess |", "## Calibration", "## Intended use",
+             "## Also measured: the feature run's test split"]
+    assert [card.index(h) for h in order] == sorted(card.index(h) for h in order)
+    kept = json.loads((bundle / "metrics.json").read_text())["crossval"][0]
+    assert kept["pooled"]["n"] == manifest["written"] and kept["kind"] == "speaker_folds"
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["SER_MODEL"] = str(bundle)
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        at.run()
+    finally:
+        del os.environ["SER_MODEL"]
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "On speakers it never heard (2-fold speaker cross-validation" in sidebar
+    assert f"({manifest['written']} files)" in sidebar
 
 
 def test_the_speaker_filter_lets_no_test_speaker_into_training(feature_dir):
