@@ -28,7 +28,9 @@ def machine() -> dict:
         with open("/proc/meminfo") as f:
             memory_gib = round(int(f.readline().split()[1]) / 2**20, 1)
     return {"cpus": os.cpu_count(), "memory_gib": memory_gib, "processor": platform.machine(),
-            "system": platform.system(), "python": platform.python_version()}
+            "system": platform.system(), "python": platform.python_version(),
+            # Other work on the machine when the run started (speed figures are relative to it).
+            "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
 def provenance() -> dict:
