@@ -19,7 +19,7 @@ FEATURES_OUTPUT_HELP = "output folder or URI; an earlier run there is replaced w
 SCORE_INPUT_HELP = ("file, folder or glob (local, gs://, s3://); repeatable; 'archive/**' is recursive, "
                     "a folder means everything below it")
 SCORE_OUTPUT_HELP = ("output prefix: PREFIX.files.parquet (one row per file), PREFIX.windows.parquet "
-                     "with --windows, PREFIX.dead_letters.jsonl")
+                     "with --windows, PREFIX.segments.parquet with --segments, PREFIX.dead_letters.jsonl")
 
 class IOOptions(PipelineOptions):
     """--input/--output, shared by both pipelines (Beam allows each flag in one class only)."""
@@ -71,6 +71,15 @@ class ScoreOptions(PipelineOptions):
                             help="model bundle folder (default: $SER_MODEL or the bundled model)")
         parser.add_argument("--windows", action="store_true",
                             help="also write the per-window table (an emotion timeline per file)")
+        parser.add_argument("--segments", action="store_true",
+                            help="also write the per-speech-segment table of long recordings (when did "
+                                 "someone sound angry): needs --vad long")
+        parser.add_argument("--vad", choices=("long", "off"), default="long",
+                            help="long (default): score only the speech of recordings longer than the "
+                                 "bundle's max_seconds, found by voice activity detection (music, noise "
+                                 "and silence get no emotion; a file without speech gets status "
+                                 "no_speech); clips are scored as in training either way. off: every "
+                                 "window with sound")
         parser.add_argument("--batch_size", type=int, default=64, help="windows per inference batch")
         parser.add_argument("--max_seconds", type=float, default=None,
                             help="refuse recordings longer than this (default: no limit)")

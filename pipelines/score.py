@@ -51,6 +51,8 @@ class ScoreJob:
     staging: str                          # prefix this run writes to until it succeeds
     bundle: dict                          # ser_model.bundle.read_bundle_meta
     windows: bool
+    segments: bool
+    vad: str                              # "long" | "off"
     batch_size: int
     max_seconds: float | None
     summary: bool
@@ -65,9 +67,12 @@ def make_job(opts: ScoreOptions, io: IOOptions) -> ScoreJob:
         raise UsageError("give --output, the prefix of the Parquet files")
     if opts.batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, not {opts.batch_size}")
+    if opts.segments and opts.vad == "off":
+        raise UsageError("--segments needs voice activity detection (--vad long)")
     return ScoreJob(inputs=tuple((spec, expand_input(spec)) for spec in io.input), output=io.output,
                     staging=f"{io.output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-                    bundle=read_bundle_meta(opts.model), windows=opts.windows, batch_size=opts.batch_size,
+                    bundle=read_bundle_meta(opts.model), windows=opts.windows, segments=opts.segments,
+                    vad=opts.vad, batch_size=opts.batch_size,
                     max_seconds=opts.max_seconds, summary=opts.summary)
 
 
@@ -99,13 +104,17 @@ class GroupWindows(beam.DoFn):
     ``(DEAD, row)`` for files that cannot be read or hold no usable sound.
     """
 
-    def __init__(self, features: dict, max_seconds: float | None, batch_size: int, ticks: Ticks = Ticks(None)):
+    def __init__(self, features: dict, max_seconds: float | None, batch_size: int, vad: dict | None = None,
+                 ticks: Ticks = Ticks(None)):
         self.features, self.max_seconds, self.batch_size, self.ticks = features, max_seconds, batch_size, ticks
+        self.vad_settings = vad
 
     def setup(self):
         from ser_model.features import FeatureConfig
+        from ser_model.vad import VadConfig
 
         self.cfg = FeatureConfig.from_dict(self.features)
+        self.vad = VadConfig(**self.vad_settings) if self.vad_settings is not None else None
         self._blas = one_blas_thread()
 
     def process(self, element):
@@ -136,11 +145,11 @@ class GroupWindows(beam.DoFn):
             if meta.size_in_bytes == 0:
                 raise AudioError("empty-file", "file is empty (0 bytes)")
             with FileSystems.open(path, compression_type="uncompressed") as f:
-                rec = open_windows(f, self.cfg, max_seconds=self.max_seconds)
+                rec = open_windows(f, self.cfg, max_seconds=self.max_seconds, vad=self.vad)
                 for win in featurize_windows(rec.windows, self.cfg):
                     n += 1
-                    yield BATCH, (path, win.index, win.start_s, win.logmel, win.mfcc)
-            if n == 0:
+                    yield BATCH, (path, win.index, win.start_s, win.logmel, win.mfcc, win.segment)
+            if n == 0 and rec.segments is None:
                 raise AudioError("silent", "no window with sound in it")
         except AudioError as err:
             yield DEAD, dead_letter(path, "decode", err.kind, str(err))
@@ -150,7 +159,9 @@ class GroupWindows(beam.DoFn):
             return
         finally:
             self.ticks.tick()
-        yield INFO, (path, {"duration_s": rec.duration_s, "n_windows": n})
+        yield INFO, (path, {"duration_s": rec.duration_s, "n_windows": n, "speech_s": rec.speech_s,
+                            "segments": [list(map(float, seg)) for seg in rec.segments]
+                            if rec.segments is not None else None})
 
 
 _BUNDLES: dict = {}
@@ -167,7 +178,7 @@ def cached_bundle(path: str):
 
 
 class Infer(beam.DoFn):
-    """A batch of windows -> ``(path, index, start_s, probs, gender_probs or None)`` each.
+    """A batch of windows -> ``(path, index, start_s, probs, gender_probs or None, segment)`` each.
 
     The model is loaded once per worker process (:func:`cached_bundle`).
     """
@@ -191,30 +202,38 @@ class Infer(beam.DoFn):
         out = named_outputs(self.bundle.model.predict_on_batch({"logmel": logmel, "mfcc": mfcc}))
         probs = np.asarray(out["emotion"], np.float64)
         gender = np.asarray(out["gender"], np.float64) if "gender" in out else None
-        for i, (path, index, start, _, _) in enumerate(batch):
-            yield path, index, start, probs[i], (gender[i] if gender is not None else None)
+        for i, (path, index, start, _, _, segment) in enumerate(batch):
+            yield path, index, start, probs[i], (gender[i] if gender is not None else None), segment
 
 
 def file_row(path: str, info: dict, probs, gender, classes, gender_classes, model_id: str) -> dict:
     """One Parquet row of the files table (the scoring contract)."""
     best = int(np.argmax(probs))
-    row = {"path": path, "duration_s": float(info["duration_s"]), "n_windows": int(info["n_windows"]),
-           "label": classes[best], "confidence": float(probs[best]),
+    row = {"path": path, "duration_s": float(info["duration_s"]), "speech_s": info.get("speech_s"),
+           "n_windows": int(info["n_windows"]), "label": classes[best], "confidence": float(probs[best]),
            **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
     if gender_classes:
         row["gender"] = gender_classes[int(np.argmax(gender))]
         row["gender_confidence"] = float(np.max(gender))
-    row.update(model_id=model_id, error=None)
+    row.update(model_id=model_id, status="scored", error=None)
+    return row
+
+
+def empty_row(path: str, classes, gender_classes, model_id: str, status: str, error: str | None = None,
+              info: dict | None = None) -> dict:
+    """A files-table row without an emotion: no speech found, or the file failed (``error``)."""
+    info = info or {}
+    row = {"path": path, "duration_s": info.get("duration_s"), "speech_s": info.get("speech_s"), "n_windows": 0,
+           "label": None, "confidence": None, **{f"p_{c}": None for c in classes}}
+    if gender_classes:
+        row.update(gender=None, gender_confidence=None)
+    row.update(model_id=model_id, status=status, error=error)
     return row
 
 
 def error_row(dead: dict, classes, gender_classes, model_id: str) -> dict:
-    row = {"path": dead["path"], "duration_s": None, "n_windows": 0, "label": None, "confidence": None,
-           **{f"p_{c}": None for c in classes}}
-    if gender_classes:
-        row.update(gender=None, gender_confidence=None)
-    row.update(model_id=model_id, error=f"{dead['error_type']}: {dead['message']}")
-    return row
+    return empty_row(dead["path"], classes, gender_classes, model_id, "failed",
+                     f"{dead['error_type']}: {dead['message']}")
 
 
 def join_file(element, classes, gender_classes, model_id, temperature: float = 1.0):
@@ -226,39 +245,78 @@ def join_file(element, classes, gender_classes, model_id, temperature: float = 1
         probs = file_probabilities([w[1] for w in windows], temperature)
         gender = file_probabilities([w[2] for w in windows]) if windows[0][2] is not None else None
         yield file_row(path, infos[0], probs, gender, classes, gender_classes, model_id)
+    elif infos and infos[0].get("segments") == []:   # voice activity found no speech: nothing to score
+        yield empty_row(path, classes, gender_classes, model_id, "no_speech", None, infos[0])
     else:  # never silently lose a file: say what went missing
         missing = "scores" if infos else "file info"
         yield error_row(dead_letter(path, "score", "internal", f"no {missing} for this file"),
                         classes, gender_classes, model_id)
 
 
+def segment_rows(element, classes, temperature: float = 1.0):
+    """A file's speech segments (from voice activity) -> one row each: its windows' probabilities
+    averaged (``file_probabilities``), the segment's own times."""
+    path, grouped = element
+    infos = list(grouped["info"])
+    if not infos or not infos[0].get("segments"):
+        return
+    by_segment: dict = {}
+    for index, probs, _, segment in sorted(grouped["windows"], key=lambda w: w[0]):
+        by_segment.setdefault(segment, []).append(probs)
+    for segment, (start, end) in enumerate(infos[0]["segments"]):
+        if segment not in by_segment:   # every window of it was digital silence
+            continue
+        probs = file_probabilities(by_segment[segment], temperature)
+        best = int(np.argmax(probs))
+        yield {"path": path, "segment": segment, "start_s": float(start), "end_s": float(end),
+               "n_windows": len(by_segment[segment]), "label": classes[best], "confidence": float(probs[best]),
+               **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
+
+
 def window_row(scored, classes, window_seconds: float, temperature: float = 1.0) -> dict:
-    path, index, start, probs, _ = scored
+    path, index, start, probs, _, segment = scored
     probs = apply_temperature(probs, temperature)
     best = int(np.argmax(probs))
-    return {"path": path, "window_index": int(index), "start_s": float(start),
-            "end_s": float(start) + window_seconds, "label": classes[best], "confidence": float(probs[best]),
-            **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
+    return {"path": path, "window_index": int(index), "segment": None if segment is None else int(segment),
+            "start_s": float(start), "end_s": float(start) + window_seconds, "label": classes[best],
+            "confidence": float(probs[best]), **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
 
 
 def files_schema(classes, gender_classes):
     import pyarrow as pa
 
-    fields = [("path", pa.string()), ("duration_s", pa.float64()), ("n_windows", pa.int64()),
-              ("label", pa.string()), ("confidence", pa.float64())]
+    fields = [("path", pa.string()), ("duration_s", pa.float64()), ("speech_s", pa.float64()),
+              ("n_windows", pa.int64()), ("label", pa.string()), ("confidence", pa.float64())]
     fields += [(f"p_{c}", pa.float64()) for c in classes]
     if gender_classes:
         fields += [("gender", pa.string()), ("gender_confidence", pa.float64())]
-    fields += [("model_id", pa.string()), ("error", pa.string())]
+    fields += [("model_id", pa.string()), ("status", pa.string()), ("error", pa.string())]
     return pa.schema(fields)
 
 
 def windows_schema(classes):
     import pyarrow as pa
 
-    return pa.schema([("path", pa.string()), ("window_index", pa.int64()), ("start_s", pa.float64()),
-                      ("end_s", pa.float64()), ("label", pa.string()), ("confidence", pa.float64())]
-                     + [(f"p_{c}", pa.float64()) for c in classes])
+    return pa.schema([("path", pa.string()), ("window_index", pa.int64()), ("segment", pa.int64()),
+                      ("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()),
+                      ("confidence", pa.float64())] + [(f"p_{c}", pa.float64()) for c in classes])
+
+
+def segments_schema(classes):
+    import pyarrow as pa
+
+    return pa.schema([("path", pa.string()), ("segment", pa.int64()), ("start_s", pa.float64()),
+                      ("end_s", pa.float64()), ("n_windows", pa.int64()), ("label", pa.string()),
+                      ("confidence", pa.float64())] + [(f"p_{c}", pa.float64()) for c in classes])
+
+
+def vad_settings(job: ScoreJob) -> dict | None:
+    """The voice-activity settings of a run (None: off): the bundle's, else the defaults."""
+    if job.vad == "off":
+        return None
+    from ser_model.vad import VadConfig
+
+    return VadConfig(**(job.bundle.get("vad") or {})).to_json()
 
 
 def write_parquet(rows: list[dict], path: str, schema, sort_key) -> str:
@@ -294,13 +352,12 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) 
                      | "ByGroup" >> beam.Map(group_key, beam.pvalue.AsSingleton(n_paths))
                      | "Group" >> beam.GroupByKey()
                      | "Windows" >> beam.ParDo(GroupWindows(bundle["features"], job.max_seconds, batch_size,
-                                                            ticks)),
+                                                            vad_settings(job), ticks)),
                      "Decoded", (BATCH, INFO, DEAD))
     scored = decoded[BATCH] | "Infer" >> beam.ParDo(Infer(bundle["path"]))
-    by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4])))
-    rows = ({"info": decoded[INFO], "windows": by_file}
-            | "Join" >> beam.CoGroupByKey()
-            | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"]))
+    by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4], s[5])))
+    joined = {"info": decoded[INFO], "windows": by_file} | "Join" >> beam.CoGroupByKey()
+    rows = joined | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"])
     dead = decoded[DEAD]
     failed_rows = dead | "ErrorRows" >> beam.Map(error_row, classes, genders, model_id)
     written = [((rows, failed_rows)
@@ -315,12 +372,21 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) 
                        | "WindowRowList" >> beam.combiners.ToList()
                        | "WriteWindows" >> beam.Map(write_parquet, f"{output}.windows.parquet",
                                                     windows_schema(classes), lambda r: (r["path"], r["window_index"])))
+    if job.segments:
+        written.append(joined
+                       | "SegmentRows" >> beam.FlatMap(segment_rows, classes, bundle["temperature"])
+                       | "SegmentRowList" >> beam.combiners.ToList()
+                       | "WriteSegments" >> beam.Map(write_parquet, f"{output}.segments.parquet",
+                                                     segments_schema(classes), lambda r: (r["path"], r["segment"])))
     written.append(dead
                    | "DeadList" >> beam.combiners.ToList()
                    | "WriteDead" >> beam.Map(lambda rows: write_text(f"{output}.dead_letters.jsonl", to_jsonl(rows))))
     # Inputs are counted as distinct paths, as they are scored (a file matched twice is one input).
     counts = {"inputs": paths | "DistinctPaths" >> beam.Distinct() | "CountInputs" >> beam.combiners.Count.Globally(),
-              "scored": rows | "CountScored" >> beam.combiners.Count.Globally(),
+              "scored": rows | "Scored" >> beam.Filter(lambda r: r["status"] == "scored")
+                             | "CountScored" >> beam.combiners.Count.Globally(),
+              "no_speech": rows | "NoSpeech" >> beam.Filter(lambda r: r["status"] == "no_speech")
+                                | "CountNoSpeech" >> beam.combiners.Count.Globally(),
               "failed": dead | "CountFailed" >> beam.combiners.Count.Globally()}
     # The last step waits for every output: runners that compute only a job's final step (Dask) still
     # write them all, and counts.json, which `finish` reads, exists only once they are written.
@@ -381,18 +447,22 @@ class ScoreCommand(PipelineCommand):
         output, staging = job.output, job.staging
         with FileSystems.open(f"{staging}.counts.json") as f:
             counts = json.loads(f.read())
-        parts = ["files.parquet", "dead_letters.jsonl"] + (["windows.parquet"] if job.windows else [])
+        parts = (["files.parquet", "dead_letters.jsonl"] + (["windows.parquet"] if job.windows else [])
+                 + (["segments.parquet"] if job.segments else []))
         # Every output of the run is in place before any is published: no mix of two runs.
         old = [f"{output}.{part}" for part in parts if FileSystems.exists(f"{output}.{part}")]
         if old:
             FileSystems.delete(old)
         FileSystems.rename([f"{staging}.{part}" for part in parts], [f"{output}.{part}" for part in parts])
         FileSystems.delete([f"{staging}.counts.json"])
-        line, balanced = balance_line(counts["inputs"], {"scored": counts["scored"], "failed": counts["failed"]})
+        parts = {"scored": counts["scored"], **({"no speech": counts["no_speech"]} if counts["no_speech"] else {}),
+                 "failed": counts["failed"]}
+        line, balanced = balance_line(counts["inputs"], parts)
         print(line)
         if job.summary:
             print(summary_table(f"{output}.files.parquet", LabelSet.from_json(job.bundle["label_set"])))
-        print(f"wrote {output}.files.parquet" + (f" and {output}.windows.parquet" if job.windows else "")
+        extra = [f"{output}.{t}.parquet" for t, on in (("windows", job.windows), ("segments", job.segments)) if on]
+        print(f"wrote {output}.files.parquet" + "".join(f" and {x}" for x in extra)
               + f" in {seconds:.1f} s (model {job.bundle['model_id']})")
         return 0 if balanced else 1
 

@@ -123,6 +123,7 @@ class Window:
     index: int
     start_s: float
     samples: np.ndarray
+    segment: int | None = None   # the speech segment it lies in (voice activity on), else None
 
 
 def window_starts(n_samples: int, window: int, hop: int, mode: str) -> list[int]:

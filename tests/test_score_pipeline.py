@@ -10,8 +10,12 @@ import soundfile as sf
 
 from pipelines import score as S
 from ser_model.predict import Predictor
+from ser_model import audio
 from tests import audiogen
+from tests.archivegen import make_archive
 from tests.conftest import REPO, ser
+
+EXAMPLES = sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus"))
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +25,11 @@ def archive(tmp_path_factory):
     audiogen.write(root / "calls/b.flac", seconds=4.5, rate=44100, pitch=300, channels=2, fmt="FLAC")
     audiogen.write(root / "calls/deep/c.ogg", seconds=1.0, rate=48000, pitch=150, fmt="OGG", subtype="VORBIS")
     audiogen.write(root / "calls/d.aiff", seconds=3.0, rate=22050, pitch=250, fmt="AIFF")
-    # A multi-minute recording: speech-like bursts with pauses, streamed in blocks.
-    rate = 22050
-    parts = [audiogen.voice(2.5, rate, 120 + 40 * (i % 5), seed=i, silence=0.5) for i in range(40)]
+    # A recording of a few minutes like an archive's: real speech (the bundled CREMA-D clips) between
+    # music, noise, tones and silence; streamed in blocks, scored where voice activity finds speech.
+    wave, _ = make_archive(EXAMPLES, 100, seed=5)
     (root / "long").mkdir()
-    sf.write(root / "long/interview.flac", np.concatenate(parts), rate, format="FLAC")
+    sf.write(root / "long/interview.flac", audio.resample(wave, 16000, 22050), 22050, format="FLAC")
     (root / "calls/empty.wav").write_bytes(b"")
     (root / "calls/truncated.wav").write_bytes((root / "calls/a.wav").read_bytes()[:40])
     (root / "calls/notes.mp3").write_text("not audio at all\n" * 20)
@@ -36,7 +40,7 @@ def archive(tmp_path_factory):
 def scored(archive, tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("scores") / "run"
     proc = ser("score", "--model", tiny_bundle[0], "--input", f"{archive}/calls/**", "--input",
-               archive / "long", "--output", out, "--windows", "--batch_size", "16")
+               archive / "long", "--output", out, "--windows", "--segments", "--batch_size", "16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stdout
 
@@ -54,18 +58,18 @@ def test_columns_probabilities_and_errors(scored, tiny_bundle):
     out, _ = scored
     table = pq.read_table(f"{out}.files.parquet")
     classes = json.loads((tiny_bundle[0] / "labels.json").read_text())["classes"]
-    assert table.column_names == ["path", "duration_s", "n_windows", "label", "confidence",
+    assert table.column_names == ["path", "duration_s", "speech_s", "n_windows", "label", "confidence",
                                   *[f"p_{c}" for c in classes], "gender", "gender_confidence",
-                                  "model_id", "error"]
+                                  "model_id", "status", "error"]
     for row in table.to_pylist():
         if row["error"] is None:
             probs = np.array([row[f"p_{c}"] for c in classes])
             assert np.isclose(probs.sum(), 1.0, atol=1e-5)
             assert row["label"] == classes[int(probs.argmax())] and row["confidence"] == probs.max()
             assert row["n_windows"] >= 1 and row["gender"] in ("female", "male")
-            assert row["model_id"].startswith("ser-")
+            assert row["model_id"].startswith("ser-") and row["status"] == "scored"
         else:
-            assert row["label"] is None and row["n_windows"] == 0
+            assert row["label"] is None and row["n_windows"] == 0 and row["status"] == "failed"
     errors = {Path(r["path"]).name: r["error"] for r in table.to_pylist() if r["error"]}
     assert errors["empty.wav"].startswith("empty-file")
     assert errors["truncated.wav"].startswith("undecodable")
@@ -76,17 +80,32 @@ def test_columns_probabilities_and_errors(scored, tiny_bundle):
                for d in dead)
 
 
-def test_long_recording_becomes_a_timeline(scored):
+def test_long_recording_is_scored_on_its_speech_only(scored):
     out, _ = scored
     files = {Path(r["path"]).name: r for r in pq.read_table(f"{out}.files.parquet").to_pylist()}
     long = files["interview.flac"]
-    assert long["duration_s"] == pytest.approx(40 * 3.5, abs=0.01)
-    windows = [w for w in pq.read_table(f"{out}.windows.parquet").to_pylist()
-               if w["path"].endswith("interview.flac")]
-    assert len(windows) == long["n_windows"] >= 80
-    starts = sorted(w["start_s"] for w in windows)
-    assert starts[0] == 0.0 and starts[-1] == pytest.approx(140 - 3.0, abs=0.01)
-    assert all(w["end_s"] - w["start_s"] == pytest.approx(3.0) for w in windows)
+    assert long["duration_s"] > 100
+    windows = [w for w in pq.read_table(f"{out}.windows.parquet").to_pylist() if w["path"].endswith("interview.flac")]
+    segments = [r for r in pq.read_table(f"{out}.segments.parquet").to_pylist()
+                if r["path"].endswith("interview.flac")]
+    assert len(windows) == long["n_windows"] >= len(EXAMPLES)   # every speech clip, at least one window
+    assert long["speech_s"] == pytest.approx(sum(s["end_s"] - s["start_s"] for s in segments), abs=0.01)
+    assert long["speech_s"] < 0.5 * long["duration_s"]        # the music, noise and tones were left out
+    by_segment = {s["segment"]: s for s in segments}
+    for w in windows:   # every window starts inside its speech segment
+        seg = by_segment[w["segment"]]
+        assert seg["start_s"] - 1e-6 <= w["start_s"] <= seg["end_s"] and w["end_s"] - w["start_s"] == pytest.approx(3.0)
+    assert sum(s["n_windows"] for s in segments) == len(windows)
+    for s in segments:
+        probs = [s[f"p_{c}"] for c in ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")]
+        assert s["label"] and s["confidence"] == max(probs) and sum(probs) == pytest.approx(1.0)
+
+
+def test_without_voice_activity_every_window_with_sound_is_scored(archive, tiny_bundle):
+    path = str(archive / "long/interview.flac")
+    speech, blind = Predictor(str(tiny_bundle[0])).predict_file(path), \
+        Predictor(str(tiny_bundle[0]), vad="off").predict_file(path)
+    assert blind.segments is None and len(blind.starts_s) > 2 * len(speech.starts_s)
 
 
 def test_pipeline_scores_equal_the_in_process_predictor(scored, archive, tiny_bundle):

@@ -1,6 +1,7 @@
 """Voice activity detection on a recording like an archive's: real speech between music, noise, tones."""
 
-from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -56,3 +57,13 @@ def test_frames_to_segments_bridges_pauses_drops_blips_and_pads():
 def test_unknown_detector_is_refused():
     with pytest.raises(ValueError, match="detector"):
         VadConfig("energy")
+
+
+def test_silero_runs_in_a_process_that_imported_tensorflow_first():
+    """Scoring workers load TensorFlow before the VAD: that order once crashed the process."""
+    code = ("import tensorflow, numpy as np\n"
+            "from ser_model.vad import VadConfig, speech_segments\n"
+            "print(speech_segments(np.zeros(16000, np.float32), VadConfig('silero')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("[]")
