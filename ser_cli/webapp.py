@@ -76,7 +76,7 @@ def main() -> None:
         st.error(f"{name}: {err}")
         return
     st.audio(data)
-    show_result(st, result, predictor.bundle.gender_classes)
+    show_result(st, result, predictor.bundle.gender_classes, predictor.cfg.window_seconds)
 
 
 def sidebar_model_card(st, bundle) -> None:
@@ -110,7 +110,7 @@ def sidebar_model_card(st, bundle) -> None:
                    "See MODEL_CARD.md in the bundle.")
 
 
-def show_result(st, result, gender_classes) -> None:
+def show_result(st, result, gender_classes, window_seconds: float) -> None:
     import pandas as pd
 
     pred = result.prediction
@@ -142,10 +142,35 @@ def show_result(st, result, gender_classes) -> None:
     b.markdown("**MFCC** (first window, standardised with the training statistics, as the model sees it)")
     b.pyplot(image_figure(result.mfcc_standardised, "coefficient", "z"))
     if len(pred.starts_s) > 1:
-        st.markdown("**Emotion over time** (one point per window)")
-        timeline = pd.DataFrame(pred.window_probs, columns=list(pred.classes), index=pred.starts_s)
-        timeline.index.name = "start (s)"
-        st.line_chart(timeline, height=260)
+        st.markdown("**Emotion over time** (each window's probabilities at its centre"
+                    + ("; shaded: the speech that was scored, labelled with its emotion)" if pred.segments
+                       else ")"))
+        st.pyplot(timeline_figure(pred, window_seconds))
+
+
+def timeline_figure(pred, window_seconds: float):
+    """Class probabilities over time in seconds; speech segments shaded and labelled (long recordings)."""
+    import matplotlib.pyplot as plt
+
+    from ser_model.aggregate import segment_probabilities
+
+    centres = np.asarray(pred.starts_s) + window_seconds / 2
+    fig, ax = plt.subplots(figsize=(9, 2.8), dpi=100)
+    for i, name in enumerate(pred.classes):
+        ax.plot(centres, pred.window_probs[:, i], marker="o", markersize=3, linewidth=1.2, label=name)
+    for (start, end), probs in zip(pred.segments or [], segment_probabilities(
+            pred.starts_s, pred.window_probs, pred.segments or [])):
+        ax.axvspan(start, end, color="0.85", zorder=0)
+        if probs is not None:
+            ax.text((start + end) / 2, 1.02, pred.classes[int(np.argmax(probs))], ha="center", va="bottom",
+                    fontsize=7, rotation=90 if end - start < 0.04 * pred.duration_s else 0)
+    ax.set_xlim(0, pred.duration_s)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=7, ncol=len(pred.classes), loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def polar_figure(classes, probs):

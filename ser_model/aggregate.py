@@ -33,3 +33,14 @@ def group_by_file(paths: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
         rows.setdefault(path, []).append(i)
     members = [np.asarray(r) for r in rows.values()]
     return np.asarray([r[0] for r in members], int), members
+
+
+def segment_probabilities(starts_s, window_probs, segments) -> list:
+    """Per speech segment ``(start_s, end_s)``: the mean (:func:`file_probabilities`) of the windows
+    that start inside it, or None for a segment without a scored window."""
+    starts = np.asarray(starts_s, np.float64)
+    out = []
+    for start, end in segments:
+        inside = (starts >= start - 1e-6) & (starts <= end)
+        out.append(file_probabilities(np.asarray(window_probs)[inside]) if inside.any() else None)
+    return out

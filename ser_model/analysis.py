@@ -39,14 +39,15 @@ def analyse(data: bytes, predictor: Predictor, max_bytes: int, max_seconds: floa
     if len(data) > max_bytes:
         raise InputError(f"The file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
     try:
-        rec = open_windows(io.BytesIO(data), predictor.cfg, max_seconds=max_seconds)
+        rec = open_windows(io.BytesIO(data), predictor.cfg, max_seconds=max_seconds, vad=predictor.vad)
         windows = list(rec.windows)  # at most max_seconds of audio: kept for the display
-        prediction = predictor.predict_windows(windows, rec.duration_s)
+        prediction = predictor.predict_windows(windows, rec.duration_s, segments=rec.segments)
         samples, rate = audio.decode(data)  # the raw recording, for the waveform plot
     except audio.AudioError as err:
         messages = {"undecodable": "This is not an audio file this app can read "
                                    "(wav, flac, ogg, opus, mp3, aiff).",
                     "silent": "The recording is silent.",
+                    "no-speech": "No speech was found in this recording (only music, noise or silence).",
                     "too-short": "The recording is too short: there is less than "
                                  f"{predictor.cfg.min_seconds:g} s of sound.",
                     "too-long": f"The recording is too long: the limit is {max_seconds:g} s.",

@@ -103,3 +103,34 @@ def test_microphone_recording_is_analysed(app):
     assert not app.exception and not app.error
     assert [m.label for m in app.metric][0] == "Emotion"
     assert app.metric[3].value == "2.6 s"
+
+
+def test_long_upload_timeline_is_in_seconds_with_speech_shaded(app, tiny_bundle):
+    """A few minutes of archive-like audio: the timeline's x-axis is seconds, each scored speech
+    segment is shaded and labelled."""
+    import matplotlib.patches
+
+    from ser_cli.webapp import timeline_figure
+    from tests.archivegen import make_archive
+
+    wave, _ = make_archive(sorted((REPO / "examples/cremad/AudioWAV").glob("*.opus")), 75, seed=2)
+    buf = io.BytesIO()
+    sf.write(buf, wave, 16000, format="FLAC")
+    app.file_uploader(key="upload").upload("interview.flac", buf.getvalue(), "audio/flac").run()
+    assert not app.exception and not app.error
+    assert "shaded: the speech that was scored" in shown_texts(app)
+    pred = Predictor(str(tiny_bundle[0])).predict_fileobj(io.BytesIO(buf.getvalue()))
+    fig = timeline_figure(pred, 3.0)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0, pytest.approx(len(wave) / 16000)) and ax.get_xlabel() == "seconds"
+    shaded = [p for p in ax.patches if isinstance(p, matplotlib.patches.Rectangle)]
+    assert len(shaded) == len(pred.segments) > 0
+    assert {t.get_text() for t in ax.texts} <= set(pred.classes) and len(ax.texts) >= 1
+
+
+def test_segment_probabilities_average_the_windows_inside_each_segment():
+    from ser_model.aggregate import segment_probabilities
+
+    probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]])
+    out = segment_probabilities([0.0, 1.5, 10.0], probs, [(0.0, 2.0), (9.5, 12.0), (20.0, 21.0)])
+    assert np.allclose(out[0], [0.8, 0.2]) and np.allclose(out[1], [0.2, 0.8]) and out[2] is None
