@@ -13,7 +13,17 @@ UNIT_STATS = {"logmel_mean": [0.0] * CFG.n_mels, "logmel_std": [1.0] * CFG.n_mel
               "mfcc_mean": [0.0] * CFG.n_mfcc, "mfcc_std": [1.0] * CFG.n_mfcc}
 
 
+_MODELS = {}
+
+
 def tiny_model(window_norm):
+    """One model per mode for the whole module (building and tracing one costs seconds)."""
+    if window_norm not in _MODELS:
+        _MODELS[window_norm] = _build(window_norm)
+    return _MODELS[window_norm]
+
+
+def _build(window_norm):
     keras.utils.set_random_seed(3)
     return build_model({"backbone": "densenet_tiny", "weights": None, "mel_pool": [4, 4], "mfcc_filters": [4],
                         "dropout": 0.0, "gender_head": False, "window_norm": window_norm},
@@ -31,7 +41,7 @@ def shifted(x, logmel_shift, mfcc_shift=0.0):
 
 
 def probs(model, x):
-    return model.predict(x, verbose=0)["emotion"]
+    return model.predict_on_batch(x)["emotion"]
 
 
 def test_level_norm_ignores_recording_gain():
@@ -55,10 +65,11 @@ def test_window_norm_survives_save_and_load(tmp_path):
     model, x = tiny_model("band"), windows(2)
     model.save(tmp_path / "m.keras")
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert reloaded is not model
     assert reloaded.get_layer("logmel_window_norm") is not None
     assert np.allclose(probs(model, x), probs(reloaded, x), atol=1e-6)
 
 
 def test_unknown_window_norm_is_refused():
     with pytest.raises(ValueError, match="window_norm"):
-        tiny_model("speaker")
+        _build("speaker")
