@@ -97,11 +97,12 @@ BATCH, INFO = "batch", "file_info"
 
 
 class GroupWindows(beam.DoFn):
-    """``(group, [FileMetadata])`` -> ``(BATCH, [(path, index, start_s, logmel, mfcc)])`` batches of at
-    most ``batch_size`` windows with sound, across the group's files (path order, each path once).
+    """``(group, [FileMetadata])`` -> ``(BATCH, [(path, index, start_s, logmel, mfcc, segment)])``
+    batches of at most ``batch_size`` windows with sound, across the group's files (path order, each
+    path once); ``segment`` is the speech segment of a long recording's window (voice activity on).
 
-    Also yields ``(INFO, (path, {duration_s, n_windows}))`` for every decodable file and
-    ``(DEAD, row)`` for files that cannot be read or hold no usable sound.
+    Also yields ``(INFO, (path, {duration_s, n_windows, speech_s, segments}))`` for every decodable
+    file and ``(DEAD, row)`` for files that cannot be read or hold no usable sound.
     """
 
     def __init__(self, features: dict, max_seconds: float | None, batch_size: int, vad: dict | None = None,
