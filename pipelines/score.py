@@ -38,7 +38,7 @@ from pipelines.progress import Ticks
 from pipelines.tagged import by_tag
 from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import write_text
-from ser_model.aggregate import file_probabilities
+from ser_model.aggregate import file_probabilities, segment_probabilities
 from ser_model.calibration import apply_temperature
 from ser_model.bundle import named_outputs
 
@@ -261,17 +261,19 @@ def segment_rows(element, classes, temperature: float = 1.0):
     infos = list(grouped["info"])
     if not infos or not infos[0].get("segments"):
         return
-    by_segment: dict = {}
-    for index, probs, _, segment in sorted(grouped["windows"], key=lambda w: w[0]):
-        by_segment.setdefault(segment, []).append(probs)
-    for segment, (start, end) in enumerate(infos[0]["segments"]):
-        if segment not in by_segment:   # every window of it was digital silence
+    windows = sorted(grouped["windows"], key=lambda w: w[0])   # time order, as for the file row
+    if not windows:
+        return
+    window_segments = [w[3] for w in windows]
+    per_segment = segment_probabilities(window_segments, [w[1] for w in windows], len(infos[0]["segments"]),
+                                        temperature)
+    for segment, ((start, end), probs) in enumerate(zip(infos[0]["segments"], per_segment)):
+        if probs is None:   # every window of it was digital silence
             continue
-        probs = file_probabilities(by_segment[segment], temperature)
         best = int(np.argmax(probs))
         yield {"path": path, "segment": segment, "start_s": float(start), "end_s": float(end),
-               "n_windows": len(by_segment[segment]), "label": classes[best], "confidence": float(probs[best]),
-               **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
+               "n_windows": window_segments.count(segment), "label": classes[best],
+               "confidence": float(probs[best]), **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
 
 
 def window_row(scored, classes, window_seconds: float, temperature: float = 1.0) -> dict:

@@ -152,14 +152,11 @@ def timeline_figure(pred, window_seconds: float):
     """Class probabilities over time in seconds; speech segments shaded and labelled (long recordings)."""
     import matplotlib.pyplot as plt
 
-    from ser_model.aggregate import segment_probabilities
-
     centres = np.asarray(pred.starts_s) + window_seconds / 2
     fig, ax = plt.subplots(figsize=(9, 2.8), dpi=100)
     for i, name in enumerate(pred.classes):
         ax.plot(centres, pred.window_probs[:, i], marker="o", markersize=3, linewidth=1.2, label=name)
-    for (start, end), probs in zip(pred.segments or [], segment_probabilities(
-            pred.starts_s, pred.window_probs, pred.segments or [])):
+    for (start, end), probs in zip(pred.segments or [], pred.segment_probs or []):
         ax.axvspan(start, end, color="0.85", zorder=0)
         if probs is not None:
             ax.text((start + end) / 2, 1.02, pred.classes[int(np.argmax(probs))], ha="center", va="bottom",

@@ -35,12 +35,11 @@ def group_by_file(paths: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     return np.asarray([r[0] for r in members], int), members
 
 
-def segment_probabilities(starts_s, window_probs, segments) -> list:
-    """Per speech segment ``(start_s, end_s)``: the mean (:func:`file_probabilities`) of the windows
-    that start inside it, or None for a segment without a scored window."""
-    starts = np.asarray(starts_s, np.float64)
-    out = []
-    for start, end in segments:
-        inside = (starts >= start - 1e-6) & (starts <= end)
-        out.append(file_probabilities(np.asarray(window_probs)[inside]) if inside.any() else None)
-    return out
+def segment_probabilities(window_segments, window_probs, n_segments: int, temperature: float = 1.0) -> list:
+    """Per speech segment ``0 .. n_segments - 1``: :func:`file_probabilities` of its windows (given in
+    time order, each with its segment index), or None for a segment without a scored window (every
+    window of it was digital silence). The scorer's segments table and the predictor use this rule."""
+    segments = np.asarray(window_segments)
+    probs = np.asarray(window_probs, np.float64)
+    return [file_probabilities(probs[segments == s], temperature) if (segments == s).any() else None
+            for s in range(n_segments)]

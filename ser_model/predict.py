@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_model import audio
-from ser_model.aggregate import file_probabilities
+from ser_model.aggregate import file_probabilities, segment_probabilities
 from ser_model.bundle import Bundle, load_bundle, named_outputs
 from ser_model.calibration import apply_temperature
 from ser_model.extract import featurize_windows
@@ -30,6 +30,7 @@ class Prediction:
     classes: tuple[str, ...]
     gender_probs: np.ndarray | None = None   # (classes of gender,) mean over windows
     segments: list | None = None    # [(start_s, end_s)] of speech, when voice activity placed the windows
+    segment_probs: list | None = None   # per segment: aggregate.segment_probabilities (None: no window)
 
     @property
     def label(self) -> str:
@@ -68,12 +69,13 @@ class Predictor:
 
     def predict_windows(self, wins, duration_s: float, chunk: int = 256, segments=None) -> Prediction:
         """Windows (e.g. streamed from a long file) in chunks, so memory stays bounded."""
-        starts, probs, genders = [], [], []
+        starts, probs, genders, window_segments = [], [], [], []
         it = iter(wins)
         while True:
             part = [w for _, w in zip(range(chunk), it)]
             if not part:
                 break
+            window_segments += [w.segment for w in part]
             s, logmel, mfcc = self.window_features(part)
             out = self.predict_features(logmel, mfcc)
             starts.append(s)
@@ -87,8 +89,9 @@ class Predictor:
         raw = np.concatenate(probs)
         t = self.bundle.temperature
         gender = file_probabilities(np.concatenate(genders)) if genders else None
+        per_segment = segment_probabilities(window_segments, raw, len(segments), t) if segments else None
         return Prediction(duration_s, np.concatenate(starts), apply_temperature(raw, t),
-                          file_probabilities(raw, t), self.bundle.classes, gender, segments)
+                          file_probabilities(raw, t), self.bundle.classes, gender, segments, per_segment)
 
     def predict_fileobj(self, fileobj, max_seconds: float | None = None) -> Prediction:
         """Any length: clips as in training, long recordings streamed (see ser_model.streaming).

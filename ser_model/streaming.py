@@ -80,16 +80,11 @@ def _mono_blocks(snd: sf.SoundFile, cfg: FeatureConfig, block_seconds: float) ->
 
 
 def _speech_segments(snd: sf.SoundFile, cfg: FeatureConfig, vad, block_seconds: float) -> list:
-    from ser_model.vad import SAMPLE_RATE, detector, frames_to_segments, split_long
+    from ser_model.vad import SAMPLE_RATE, segments_of_blocks
 
     if cfg.sample_rate != SAMPLE_RATE:
         raise ValueError(f"voice activity needs {SAMPLE_RATE} Hz features, not {cfg.sample_rate} Hz")
-    det = detector(vad)
-    probs = np.concatenate([det.frames(b) for b in _mono_blocks(snd, cfg, block_seconds)] or [np.zeros(0)])
-    threshold = vad.threshold if vad.detector == "silero" else 0.5
-    duration = snd.frames / snd.samplerate
-    return split_long(frames_to_segments(probs >= threshold, det.frame_samples / SAMPLE_RATE, vad, duration),
-                      vad.max_segment_s)
+    return segments_of_blocks(_mono_blocks(snd, cfg, block_seconds), snd.frames / snd.samplerate, vad)
 
 
 def _segment_windows(snd: sf.SoundFile, cfg: FeatureConfig, segments: list,
@@ -128,15 +123,9 @@ def _segment_windows(snd: sf.SoundFile, cfg: FeatureConfig, segments: list,
 
 def _stream(snd: sf.SoundFile, cfg: FeatureConfig, block_seconds: float) -> Iterator[audio.Window]:
     """Windows every ``hop`` samples, plus an end-aligned last one (as for clips)."""
-    import soxr
-
-    rate = snd.samplerate
-    resampler = soxr.ResampleStream(rate, cfg.sample_rate, 1, dtype="float32", quality="HQ") \
-        if rate != cfg.sample_rate else None
     size, hop = cfg.window_samples, cfg.hop_samples
     buffer, offset = np.zeros(0, np.float32), 0   # offset: target-rate index of buffer[0]
     next_start, covered, index = 0, 0, 0
-    blocks = snd.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
 
     def window(start: int, idx: int):
         segment = buffer[start - offset: start - offset + size]
@@ -145,12 +134,7 @@ def _stream(snd: sf.SoundFile, cfg: FeatureConfig, block_seconds: float) -> Iter
         return audio.Window(idx, start / cfg.sample_rate,
                             audio.normalize(segment, cfg.normalize, cfg.normalize_target_db))
 
-    while True:
-        block = next(blocks, None)
-        finished = block is None
-        mono = audio.to_mono(block) if not finished else np.zeros(0, np.float32)
-        if resampler is not None:
-            mono = resampler.resample_chunk(mono, last=finished)
+    for mono in _mono_blocks(snd, cfg, block_seconds):
         buffer = np.concatenate([buffer, np.asarray(mono, np.float32)])
         end = offset + len(buffer)
         while next_start + size <= end:
@@ -158,12 +142,11 @@ def _stream(snd: sf.SoundFile, cfg: FeatureConfig, block_seconds: float) -> Iter
             if win is not None:
                 yield win
             covered, next_start, index = next_start + size, next_start + hop, index + 1
-        if finished:
-            if covered < end and end >= size:
-                win = window(end - size, index)
-                if win is not None:
-                    yield win
-            return
         keep_from = min(next_start, end - size)   # the tail window may need the last `size` samples
         if keep_from > offset:
             buffer, offset = buffer[keep_from - offset:], keep_from
+    end = offset + len(buffer)
+    if covered < end and end >= size:
+        win = window(end - size, index)
+        if win is not None:
+            yield win

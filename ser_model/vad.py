@@ -159,13 +159,20 @@ def frames_to_segments(speech: np.ndarray, frame_s: float, cfg: VadConfig,
     return out
 
 
+def segments_of_blocks(blocks: Iterable[np.ndarray], duration_s: float, cfg: VadConfig) -> list[tuple[float, float]]:
+    """``[(start_s, end_s)]`` of speech in a 16 kHz mono stream given as blocks of any size: the
+    detector over every frame, then :func:`frames_to_segments` and :func:`split_long`."""
+    det = detector(cfg)
+    probs = np.concatenate([det.frames(b) for b in blocks] or [np.zeros(0)])
+    threshold = cfg.threshold if cfg.detector == "silero" else 0.5   # webrtc gives 0 or 1
+    return split_long(frames_to_segments(probs >= threshold, det.frame_samples / SAMPLE_RATE, cfg, duration_s),
+                      cfg.max_segment_s)
+
+
 def speech_segments(wave: np.ndarray, cfg: VadConfig = VadConfig(), block_s: float = 30.0) -> list[tuple[float, float]]:
     """``[(start_s, end_s)]`` of speech in a 16 kHz mono waveform."""
-    det = detector(cfg)
     step = int(block_s * SAMPLE_RATE)
-    probs = np.concatenate([det.frames(wave[i:i + step]) for i in range(0, len(wave), step)] or [np.zeros(0)])
-    threshold = cfg.threshold if cfg.detector == "silero" else 0.5
-    return frames_to_segments(probs >= threshold, det.frame_samples / SAMPLE_RATE, cfg, len(wave) / SAMPLE_RATE)
+    return segments_of_blocks((wave[i:i + step] for i in range(0, len(wave), step)), len(wave) / SAMPLE_RATE, cfg)
 
 
 def split_long(segments: list[tuple[float, float]], max_s: float) -> list[tuple[float, float]]:

@@ -132,5 +132,5 @@ def test_segment_probabilities_average_the_windows_inside_each_segment():
     from ser_model.aggregate import segment_probabilities
 
     probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]])
-    out = segment_probabilities([0.0, 1.5, 10.0], probs, [(0.0, 2.0), (9.5, 12.0), (20.0, 21.0)])
+    out = segment_probabilities([0, 0, 1], probs, 3)
     assert np.allclose(out[0], [0.8, 0.2]) and np.allclose(out[1], [0.2, 0.8]) and out[2] is None
