@@ -106,9 +106,6 @@ def own_flags(options_class) -> list[str]:
     return sorted(recorder.names)
 
 
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
-
-
 def wants_dask(argv: list[str]) -> bool:
     return any("DaskRunner" in a or a.startswith("--dask_") for a in argv)
 

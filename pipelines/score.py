@@ -314,12 +314,8 @@ def segments_schema(classes):
 
 
 def vad_settings(job: ScoreJob) -> dict | None:
-    """The voice-activity settings of a run (None: off): the bundle's, else the defaults."""
-    if job.vad == "off":
-        return None
-    from ser_model.vad import VadConfig
-
-    return VadConfig(**(job.bundle.get("vad") or {})).to_json()
+    """The voice-activity settings of a run: the bundle's (``read_bundle_meta``), or None when off."""
+    return None if job.vad == "off" else job.bundle["vad"]
 
 
 def write_parquet(rows: list[dict], path: str, schema, sort_key) -> str:

@@ -31,6 +31,13 @@ from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
 UTTERANCES, COUNTS, STATS = "utterances", "counts", "stats"
 
 
+def check_in_label_set(utt: Utterance, label_set: LabelSet) -> Utterance:
+    """The utterance, or :class:`Skip` (``label-not-in-set``) when the label set drops its emotion."""
+    if label_set.class_of(utt.label) is None:
+        raise Skip("label-not-in-set", f"{utt.label} is not in label set {label_set.name}")
+    return utt
+
+
 class ParseFile(beam.DoFn):
     """``(corpus hint, FileMetadata)`` -> ``(UTTERANCES, (Utterance, size in bytes))``.
 
@@ -46,9 +53,7 @@ class ParseFile(beam.DoFn):
     def process(self, element):
         corpus, meta = element
         try:
-            utt = parse_path(meta.path, self.table, corpus)
-            if self.label_set.class_of(utt.label) is None:
-                raise Skip("label-not-in-set", f"{utt.label} is not in label set {self.label_set.name}")
+            utt = check_in_label_set(parse_path(meta.path, self.table, corpus), self.label_set)
         except Skip as skip:
             self.skipped.inc()
             self.ticks.tick()
@@ -69,10 +74,11 @@ class ListedFile(beam.DoFn):
         self.label_set, self.ticks = label_set, ticks
 
     def process(self, utt):
-        if self.label_set.class_of(utt.label) is None:
+        try:
+            check_in_label_set(utt, self.label_set)
+        except Skip as skip:
             self.ticks.tick()
-            yield DEAD, dead_letter(utt.path, "parse", "label-not-in-set",
-                                    f"{utt.label} is not in label set {self.label_set.name}", kind="skipped")
+            yield DEAD, dead_letter(utt.path, "parse", skip.reason, str(skip), kind="skipped")
             return
         yield UTTERANCES, (utt, None)
 

@@ -82,7 +82,9 @@ def main() -> None:
 def sidebar_model_card(st, bundle) -> None:
     """The model's figures on voices it never heard: speaker cross-validation when the bundle has it
     (its recipe's folds), else the feature run's test split."""
-    speakers = next((ev for ev in bundle.metrics.get("crossval", []) if ev["kind"] != "by_corpus"), None)
+    from ser_model.crossval import speaker_evidence
+
+    speakers = speaker_evidence(bundle.metrics.get("crossval", []))
     metrics = bundle.metrics.get("file", {})
     with st.sidebar:
         st.header("Model")

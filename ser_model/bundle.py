@@ -108,6 +108,11 @@ def resolve_bundle_path(path: str | os.PathLike | None = None) -> Path:
     return chosen
 
 
+def vad_of(feats: Mapping) -> VadConfig:
+    """The voice-activity settings in a bundle's features.json (bundles written before them: the defaults)."""
+    return VadConfig(**(feats.get("vad") or {}))
+
+
 def read_temperature(path: Path) -> float:
     """The emotion head's calibration temperature from ``calibration.json`` (1.0 without one)."""
     file = Path(path) / "calibration.json"
@@ -129,7 +134,7 @@ def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
             "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
             "features": feats["features"], "model_id": model_id_of(path / "model.keras"),
             "temperature": read_temperature(path),
-            "vad": feats.get("vad")}   # None for bundles written before voice activity: the defaults
+            "vad": vad_of(feats).to_json()}
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
@@ -150,5 +155,5 @@ def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
         metrics=json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
         model_id=model_id_of(path / "model.keras"),
         temperature=read_temperature(path),
-        vad=VadConfig(**(feats.get("vad") or {})),
+        vad=vad_of(feats),
     )

@@ -133,16 +133,44 @@ def cross_fitted_calibration(results: list[Mapping]) -> dict:
             "reliability_after_cross_fitted": reliability(all_scaled, all_labels)}
 
 
+def score_table(summary: Mapping, prefix: str = "", label: str = "group") -> list[str]:
+    """Markdown rows of the summary groups starting with ``prefix`` (shown without it): folds, files,
+    UAR mean ± sd (min-max), accuracy and macro-F1 means. Used by crossval.md and the model card."""
+    lines = [f"| {label} | folds | files | UAR mean ± sd (min-max) | accuracy mean | macro-F1 mean |",
+             "|---|---|---|---|---|---|"]
+    for group, s in summary.items():
+        if not group.startswith(prefix):
+            continue
+        u = s["uar"]
+        lines.append(f"| {group[len(prefix):]} | {s['folds']} | {s['files']} | **{u['mean']:.3f}** ± {u['std']:.3f} "
+                     f"({u['min']:.3f}-{u['max']:.3f}) | {s['accuracy']['mean']:.3f} | "
+                     f"{s['macro_f1']['mean']:.3f} |")
+    return lines
+
+
+def reliability_table(c: Mapping) -> list[str]:
+    """Markdown rows of a calibration section's reliability before and after (crossval.md, model card)."""
+    def cell(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    lines = ["| confidence | files | mean confidence before | accuracy | files after | mean confidence after | "
+             "accuracy after |", "|---|---|---|---|---|---|---|"]
+    for before, after in zip(c["reliability_before"], c["reliability_after_cross_fitted"]):
+        lines.append(f"| {before['lo']:.1f}-{before['hi']:.1f} | {before['n']} | {cell(before['confidence'])} | "
+                     f"{cell(before['accuracy'])} | {after['n']} | {cell(after['confidence'])} | "
+                     f"{cell(after['accuracy'])} |")
+    return lines
+
+
+def speaker_evidence(evidence: list[Mapping]) -> Mapping | None:
+    """The speaker-fold report among a bundle's cross-validation evidence (not leave-one-corpus-out)."""
+    return next((ev for ev in evidence if ev["kind"] != "by_corpus"), None)
+
+
 def markdown(report: Mapping, title: str) -> str:
     lines = [f"# {title}", "",
              f"{len(report['folds'])} folds; each file scored once, by a model that never heard its speaker.", "",
-             "| group | folds | files | UAR mean ± sd (min-max) | accuracy mean | macro-F1 mean |",
-             "|---|---|---|---|---|---|"]
-    for group, s in report["summary"].items():
-        u = s["uar"]
-        lines.append(f"| {group} | {s['folds']} | {s['files']} | {u['mean']:.3f} ± {u['std']:.3f} "
-                     f"({u['min']:.3f}-{u['max']:.3f}) | {s['accuracy']['mean']:.3f} | "
-                     f"{s['macro_f1']['mean']:.3f} |")
+             *score_table(report["summary"])]
     p, c = report["pooled"], report["calibration"]
     lines += ["", f"Pooled over all {p['n']} files: UAR {p['uar']:.3f}, accuracy {p['accuracy']:.3f}, "
                   f"macro-F1 {p['macro_f1']:.3f}.", ""]
@@ -153,14 +181,7 @@ def markdown(report: Mapping, title: str) -> str:
     lines += [f"Calibration (temperature scaling, each fold rescaled with a temperature fitted on the other "
               f"folds): expected calibration error {c['ece_before']:.3f} before, "
               f"{c['ece_after_cross_fitted']:.3f} after; temperature on all folds {c['temperature']:.3f}.", "",
-              "| confidence | files | mean confidence before | accuracy | files after | mean confidence after | "
-              "accuracy after |", "|---|---|---|---|---|---|---|"]
-    for before, after in zip(c["reliability_before"], c["reliability_after_cross_fitted"]):
-        def cell(x):
-            return "-" if x is None else f"{x:.2f}"
-        lines.append(f"| {before['lo']:.1f}-{before['hi']:.1f} | {before['n']} | {cell(before['confidence'])} | "
-                     f"{cell(before['accuracy'])} | {after['n']} | {cell(after['confidence'])} | "
-                     f"{cell(after['accuracy'])} |")
+              *reliability_table(c)]
     return "\n".join(lines) + "\n"
 
 

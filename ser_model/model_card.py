@@ -4,38 +4,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from ser_model.crossval import reliability_table, score_table, speaker_evidence
+
 LICENCES = {
     "cremad": "CREMA-D: Open Database License 1.0 / Database Contents License 1.0",
     "ravdess": "RAVDESS: CC BY-NC-SA 4.0 (non-commercial)",
     "tess": "TESS: CC BY-NC-ND 4.0 (non-commercial)",
     "savee": "SAVEE: free for research use (University of Surrey)",
 }
-
-
-def _score_rows(summary: Mapping, prefix: str) -> list[str]:
-    rows = []
-    for group, v in summary.items():
-        if not group.startswith(prefix):
-            continue
-        u = v["uar"]
-        rows.append(f"| {group[len(prefix):]} | {v['folds']} | {v['files']} | **{u['mean']:.3f}** ± {u['std']:.3f} "
-                    f"({u['min']:.3f}-{u['max']:.3f}) | {v['accuracy']['mean']:.3f} | {v['macro_f1']['mean']:.3f} |")
-    return rows
-
-
-TABLE_HEAD = ["| {} | folds | files | UAR mean ± sd (min-max) | accuracy | macro-F1 |", "|---|---|---|---|---|---|"]
-
-
-def _reliability(c: Mapping) -> list[str]:
-    def cell(x):
-        return "-" if x is None else f"{x:.2f}"
-
-    lines = ["| confidence | files | mean confidence | accuracy | mean confidence, calibrated | accuracy |",
-             "|---|---|---|---|---|---|"]
-    for b, a in zip(c["reliability_before"], c["reliability_after_cross_fitted"]):
-        lines.append(f"| {b['lo']:.1f}-{b['hi']:.1f} | {b['n']} | {cell(b['confidence'])} | {cell(b['accuracy'])} "
-                     f"| {cell(a['confidence'])} | {cell(a['accuracy'])} |")
-    return lines
 
 
 def crossval_sections(evidence: list[Mapping], refit: bool, calibrated: bool) -> list[str]:
@@ -51,13 +27,13 @@ def crossval_sections(evidence: list[Mapping], refit: bool, calibrated: bool) ->
                   "scored once, by a model of this recipe trained without its "
                   + ("speaker" if first else "corpus") + f". The shipped model itself was {which}; these "
                   "figures are the recipe's, measured on held-out voices.", "",
-                  TABLE_HEAD[0].format("corpus"), TABLE_HEAD[1], *_score_rows(ev["summary"], "corpus:"), ""]
+                  *score_table(ev["summary"], "corpus:", "corpus"), ""]
         if first:
-            lines += [TABLE_HEAD[0].format("gender"), TABLE_HEAD[1], *_score_rows(ev["summary"], "gender:"), ""]
+            lines += [*score_table(ev["summary"], "gender:", "gender"), ""]
         p = ev["pooled"]
         lines += [f"Pooled over all {p['n']} files: UAR {p['uar']:.3f}, accuracy {p['accuracy']:.3f}, "
                   f"macro-F1 {p['macro_f1']:.3f}.", ""]
-    speakers = next((ev for ev in evidence if ev["kind"] != "by_corpus"), None)
+    speakers = speaker_evidence(evidence)
     if speakers and speakers["calibration"].get("ece_after_cross_fitted") is not None:
         c = speakers["calibration"]
         lines += ["## Calibration", "",
@@ -67,7 +43,7 @@ def crossval_sections(evidence: list[Mapping], refit: bool, calibrated: bool) ->
                   + (f"This bundle applies the temperature fitted on all folds, {c['temperature']:.3f}: a "
                      "reported confidence of 0.8 means right about 80% of the time on such speakers."
                      if calibrated else "This bundle does not apply it (trained without --calibration)."), "",
-                  *_reliability(c), ""]
+                  *reliability_table(c), ""]
     return lines
 
 
