@@ -1,11 +1,12 @@
 """The feature pipeline: raw corpora -> speaker-independent TFRecord shards.
 
-    MatchFiles(root/**) per input root
+    list every input root (pipelines.portable)
       -> ParseFile          Utterance | dead letter (skipped, with reason)
       -> split plan         one combiner over the inputs (files per group, CREMA-D
-                            genders, inputs matched); side input: every
-                            (corpus, group) -> train/val/test
-      -> key by shard       stable hash of the path, shard count from the plan
+                            genders, inputs matched): every (corpus, group) ->
+                            train/val/test
+      -> join with the plan (one key), key by shard: stable hash of the path,
+                            shard count from the plan
       -> GroupByKey         (the reshuffle: spreads shards over workers)
       -> WriteShard         read, decode, window, featurise, write one .tfrecord.gz
       -> Summarise          one combiner over shard counters, dead letters, shard statistics
@@ -28,7 +29,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
 from ser_model.config import ConfigError, load_yaml, parse_override
@@ -40,10 +40,10 @@ from ser_model.outputs import check_writable
 from ser_model.splits import SplitConfig
 from pipelines import transforms as T
 from pipelines.dead_letters import DEAD, to_jsonl
-from pipelines.launch import (GLOB_CHARS, PipelineCommand, UsageError, balance_line, count_matches, expand_input,
-                              run_command)
+from pipelines.launch import (GLOB_CHARS, PipelineCommand, RunLayout, UsageError, balance_line, count_matches,
+                              expand_input, run_command)
 from pipelines.options import FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions
-from pipelines.progress import Ticks
+from pipelines.portable import combine_once, gather, list_inputs
 from pipelines.tagged import by_tag
 from pipelines.tfrecord_sink import read_bytes, write_text
 
@@ -148,15 +148,13 @@ def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
     )
 
 
-def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> None:
-    """Add the feature pipeline to ``p``, writing every output under ``job.staging``."""
-    staging = job.staging
-    matched = [
-        p | f"Match{i}" >> fileio.MatchFiles(glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-          | f"Tag{i}" >> beam.Map(lambda meta, c=corpus: (c, meta))
-        for i, ((_, glob), corpus) in enumerate(zip(job.inputs, job.corpora))
-    ]
-    files = matched | "AllInputs" >> beam.Flatten(pipeline=p)  # none when every input is a manifest
+def build_pipeline(p: beam.Pipeline, job: Job, layout: RunLayout = RunLayout()) -> None:
+    """Add the feature pipeline to ``p``, writing every output under ``job.staging``. No step reads a
+    side input: the split plan reaches the utterances and the summary through a join (see
+    pipelines.portable)."""
+    staging, ticks = job.staging, layout.ticks
+    files = (list_inputs(p, [glob for _, glob in job.inputs], layout.list_shards)
+             | "Tag" >> beam.MapTuple(lambda i, meta, corpora=job.corpora: (corpora[i], meta)))
 
     parsed = by_tag(files | "Parse" >> beam.ParDo(T.ParseFile(job.label_table, job.label_set, ticks)),
                     "Parsed", (T.UTTERANCES, DEAD))
@@ -167,28 +165,36 @@ def build_pipeline(p: beam.Pipeline, job: Job, ticks: Ticks = Ticks(None)) -> No
     utterances = ([parsed[T.UTTERANCES], *(m[T.UTTERANCES] for m in listed)]
                   | "AllUtterances" >> beam.Flatten())
 
-    plan = ((files | "InputFacts" >> beam.FlatMap(T.input_facts),
-             *(r | f"RowFacts{i}" >> beam.Map(lambda _: ("matched", 1)) for i, r in enumerate(rows)),
-             utterances | "UtteranceFacts" >> beam.Map(T.utterance_fact, job.splits))
-            | "AllFacts" >> beam.Flatten()
-            | "PlanFacts" >> beam.CombineGlobally(T.PlanFacts())
-            | "Plan" >> beam.Map(T.make_plan, job.splits, job.files_per_shard))
+    facts = ((files | "InputFacts" >> beam.FlatMap(T.input_facts),
+              *(r | f"RowFacts{i}" >> beam.Map(lambda _: ("matched", 1)) for i, r in enumerate(rows)),
+              utterances | "UtteranceFacts" >> beam.Map(T.utterance_fact, job.splits))
+             | "AllFacts" >> beam.Flatten())
+    plan = combine_once(facts, T.PlanFacts(), "PlanFacts") | "Plan" >> beam.Map(T.make_plan, job.splits,
+                                                                                 job.files_per_shard)
 
-    shards = by_tag(utterances
-                    | "KeyByShard" >> beam.Map(T.assign_shard, beam.pvalue.AsSingleton(plan), job.splits)
+    shards = by_tag({"plan": plan | "PlanKey" >> beam.Map(lambda pl: (None, pl)),
+                     "utterances": utterances | "UtteranceKey" >> beam.Map(lambda u: (None, u))}
+                    | "WithPlan" >> beam.CoGroupByKey()
+                    | "KeyByShard" >> beam.FlatMap(T.assign_shards, job.splits)
                     | "GroupShards" >> beam.GroupByKey()
                     | "WriteShards" >> beam.ParDo(T.WriteShard(staging, job.features, job.label_set, job.splits,
                                                                job.gzip, MAX_FILE_BYTES, ticks)),
                     "Written", (T.COUNTS, DEAD, T.STATS))
 
-    ((shards[T.COUNTS], parsed[DEAD], *(m[DEAD] for m in listed), shards[DEAD], shards[T.STATS])
-     | "AllResults" >> beam.Flatten()
-     | "Summarise" >> beam.CombineGlobally(T.Summarise(job.features.n_mels, job.features.n_mfcc))
-     | "WriteSummary" >> beam.Map(_write_summary, staging, beam.pvalue.AsSingleton(plan), job))
+    summary = combine_once((shards[T.COUNTS], parsed[DEAD], *(m[DEAD] for m in listed), shards[DEAD],
+                            shards[T.STATS]) | "AllResults" >> beam.Flatten(),
+                           T.Summarise(job.features.n_mels, job.features.n_mfcc), "Summarise")
+    (gather((summary | "SummaryFact" >> beam.Map(lambda s: ("summary", s)),
+             plan | "PlanFact" >> beam.Map(lambda pl: ("plan", pl))) | "SummaryAndPlan" >> beam.Flatten(),
+            "Results")
+     | "WriteSummary" >> beam.Map(_write_summary, staging, job))
 
 
-def _write_summary(summary: T.Summary, staging: str, plan: dict, job: Job) -> None:
-    """``dead_letters.jsonl``, ``stats.json`` (when there is a train split) and ``counts.json``."""
+def _write_summary(results: list, staging: str, job: Job) -> None:
+    """``dead_letters.jsonl``, ``stats.json`` (when there is a train split) and ``counts.json``, from
+    ``[("summary", Summary), ("plan", plan)]``."""
+    results = dict(results)
+    summary, plan = results["summary"], results["plan"]
     write_text(f"{staging}/dead_letters.jsonl", to_jsonl(summary.dead_letters))
     if summary.stats.count:  # no train split: nothing to normalise with; the trainer says so
         write_text(f"{staging}/stats.json", json.dumps(summary.stats.to_json(), indent=1))
@@ -299,8 +305,8 @@ class FeaturesCommand(PipelineCommand):
             total += len(utts)
         return total
 
-    def build(self, p, job, ticks):
-        build_pipeline(p, job, ticks)
+    def build(self, p, job, layout):
+        build_pipeline(p, job, layout)
 
     def abandon(self, job):
         _delete_tree(job.staging)

@@ -3,9 +3,10 @@
 :func:`run_command` does what both share, in this order: ``--help``; flags
 checked (a mistyped one is an error, exit 2); the command's frozen job resolved
 from flags and configs (bad values: exit 2); the output checked for being
-writable before any work; local defaults (every core, offline runner); on a
-local run, each input's matches counted (nothing matched: exit 2) and a
-progress line; the pipeline; ``--dry_run``; then the command's own summary.
+writable before any work; local defaults (every core, offline runner); unless
+it is a dry run, each input's matches counted (nothing matched: exit 2; the
+count also sizes the job, :class:`RunLayout`); a progress line on a local run;
+the pipeline; ``--dry_run``; then the command's own summary.
 A command supplies its part as a :class:`PipelineCommand`.
 """
 
@@ -15,19 +16,31 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import (CommonOptions, is_dry_run, is_local, print_help, register_runner_options,
-                               unknown_flag_message, unknown_flags, with_local_defaults)
+from pipelines.options import (CommonOptions, is_dry_run, is_local, names_flag, print_help,
+                               register_runner_options, unknown_flag_message, unknown_flags, uses_dask,
+                               with_local_defaults)
 from pipelines.progress import ProgressLine, Ticks
 from ser_model.config import ConfigError
 from ser_model.outputs import check_writable
 
 GLOB_CHARS = "*?["
+DASK_PARTITIONS = 32   # a Dask run's partitions when --dask_npartitions is not given (see pipelines.portable)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """How a run spreads its work, decided at launch and handed to the command's ``build``."""
+
+    n_files: int = 0              # files the inputs matched at launch (0: not counted, a dry run)
+    list_shards: int = 1          # parts the inputs are listed in (pipelines.portable.list_inputs)
+    ticks: Ticks = field(default_factory=lambda: Ticks(None))   # progress of a local run
 
 
 class UsageError(ValueError):
@@ -56,13 +69,13 @@ class PipelineCommand:
         check_writable(job.output)
 
     def count_inputs(self, job) -> int:
-        """Print how many files each input holds (a local run, before the pipeline); return the total."""
+        """Print how many files each input holds (before the pipeline); return the total."""
         return count_matches(job.inputs, self.prog)
 
     def tune_local(self, options: PipelineOptions, argv: list[str], n_files: int) -> None:
         """Adjust a local run's options once the number of input files is known."""
 
-    def build(self, p: beam.Pipeline, job, ticks: Ticks) -> None:
+    def build(self, p: beam.Pipeline, job, layout: RunLayout) -> None:
         raise NotImplementedError
 
     def abandon(self, job) -> None:
@@ -94,22 +107,24 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
     options = with_local_defaults(options, argv)
     local, dry_run = is_local(options), is_dry_run(options)
     n_files = 0
-    if local and not dry_run:
+    if not dry_run:
         n_files = command.count_inputs(job)
         if not n_files:
             # A mistyped path must not replace a good output with an empty one.
             print(f"{command.prog}: error: no input file matched; nothing was written", file=sys.stderr)
             return 2
-        command.tune_local(options, argv, n_files)
+        if local:
+            command.tune_local(options, argv, n_files)
+    layout = RunLayout(n_files, list_shards(options, argv))
     started = time.monotonic()
     try:
         if local and not dry_run:
             with ProgressLine(n_files, command.progress_label) as progress:
                 with beam.Pipeline(options=options) as p:
-                    command.build(p, job, progress.ticks)
+                    command.build(p, job, RunLayout(n_files, layout.list_shards, progress.ticks))
         else:
             with beam.Pipeline(options=options) as p:
-                command.build(p, job, Ticks(None))
+                command.build(p, job, layout)
     except BaseException:
         if not dry_run:
             command.abandon(job)
@@ -118,6 +133,20 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
         print("dry run: the job was built, not submitted")
         return 0
     return command.finish(job, time.monotonic() - started)
+
+
+def list_shards(options: PipelineOptions, argv: list[str]) -> int:
+    """Parts to list the inputs in: one per partition on the DaskRunner (whose bags keep the
+    partitions they start with; ``--dask_npartitions``, :data:`DASK_PARTITIONS` unless given), one
+    elsewhere."""
+    if not uses_dask(options):
+        return 1
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    dask = options.view_as(DaskOptions)
+    if not names_flag(argv, "--dask_npartitions") and not names_flag(argv, "--dask_partition_size"):
+        dask.npartitions = DASK_PARTITIONS   # the flag's dest
+    return dask.npartitions or DASK_PARTITIONS
 
 
 def console_logging(verbose: bool = False) -> None:

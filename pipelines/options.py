@@ -169,6 +169,11 @@ def is_local(options: PipelineOptions) -> bool:
     return any(local in name for local in ("Direct", "FnApi", "Prism"))
 
 
+def uses_dask(options: PipelineOptions) -> bool:
+    runner = options.view_as(StandardOptions).runner or ""
+    return "DaskRunner" in (runner if isinstance(runner, str) else type(runner).__name__)
+
+
 def is_dry_run(options: PipelineOptions) -> bool:
     return bool(options.view_as(TestOptions).dry_run)
 

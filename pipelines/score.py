@@ -1,19 +1,20 @@
 """Bulk scoring: audio archives -> one Parquet row per file (and per window).
 
-    MatchFiles per --input -> key by file group (a stable hash of the path) -> GroupByKey (the shuffle)
+    list the inputs (pipelines.portable) -> key by file group (a stable hash of the path) -> GroupByKey
         -> GroupWindows (per group, in path order, each file once: decode in blocks, window, featurise,
            batch) -> Infer (the model loaded once per worker process)
         -> per-window rows ----------------------------------------> [PREFIX.windows.parquet]
         -> join windows with file info per path -> file_probabilities -> PREFIX.files.parquet
     failures anywhere -> dead letters (and a row with `error`) -> PREFIX.dead_letters.jsonl
-    -> one last step that waits for every output and writes the counts
+    -> one last step that reads every output's counts and writes PREFIX.counts.json
 
 Only paths travel through the shuffle. Windows are batched within a group of
 files as they are decoded and scored as batches fill (the steps are fused on the
 local runner), so an hours-long recording is never held in memory there. One
-file is decoded by one worker. Every step has one output and no step emits
-anything from ``finish_bundle``, and the job ends in one step that depends on
-all outputs: the shape Beam's DaskRunner runs correctly (see README).
+file is decoded by one worker. Every step has one output, no step emits
+anything from ``finish_bundle`` or reads a side input, and the job ends in one
+step that depends on all outputs: the shape Beam's DaskRunner runs correctly
+and in parallel (see pipelines.portable).
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ import os
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions
 
 from pipelines.dead_letters import DEAD, dead_letter, to_jsonl
-from pipelines.launch import PipelineCommand, UsageError, balance_line, expand_input, run_command
+from pipelines.launch import PipelineCommand, RunLayout, UsageError, balance_line, expand_input, run_command
 from pipelines.options import IOOptions, SCORE_INPUT_HELP, SCORE_OUTPUT_HELP, ScoreOptions, names_flag
+from pipelines.portable import count, gather, list_inputs
 from pipelines.progress import Ticks
 from pipelines.tagged import by_tag
 from pipelines.worker import one_blas_thread
@@ -338,20 +340,17 @@ def write_parquet(rows: list[dict], path: str, schema, sort_key) -> str:
     return path
 
 
-def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) -> None:
-    """Add the scoring pipeline to ``p``."""
+def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayout()) -> None:
+    """Add the scoring pipeline to ``p``. No step reads a side input and the last step depends on every
+    output through its main input (see pipelines.portable)."""
     bundle, output, batch_size = job.bundle, job.staging, job.batch_size   # published by ScoreCommand.finish
     classes, genders, model_id = bundle["classes"], bundle["gender_classes"], bundle["model_id"]
-    files = ([p | f"Match{i}" >> fileio.MatchFiles(glob, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-              for i, (_, glob) in enumerate(job.inputs)]
-             | "AllInputs" >> beam.Flatten())
-    paths = files | "Paths" >> beam.Map(lambda m: m.path)
-    n_paths = paths | "CountMatches" >> beam.combiners.Count.Globally()
+    files = list_inputs(p, [glob for _, glob in job.inputs], layout.list_shards) | "Files" >> beam.Values()
     decoded = by_tag(files
-                     | "ByGroup" >> beam.Map(group_key, beam.pvalue.AsSingleton(n_paths))
+                     | "ByGroup" >> beam.Map(group_key, layout.n_files)
                      | "Group" >> beam.GroupByKey()
                      | "Windows" >> beam.ParDo(GroupWindows(bundle["features"], job.max_seconds, batch_size,
-                                                            vad_settings(job), ticks)),
+                                                            vad_settings(job), layout.ticks)),
                      "Decoded", (BATCH, INFO, DEAD))
     scored = decoded[BATCH] | "Infer" >> beam.ParDo(Infer(bundle["path"]))
     by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4], s[5])))
@@ -359,42 +358,52 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, ticks: Ticks = Ticks(None)) 
     rows = joined | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"])
     dead = decoded[DEAD]
     failed_rows = dead | "ErrorRows" >> beam.Map(error_row, classes, genders, model_id)
-    written = [((rows, failed_rows)
-                | "AllRows" >> beam.Flatten()
-                | "FileRowList" >> beam.combiners.ToList()
-                | "WriteFiles" >> beam.Map(write_parquet, f"{output}.files.parquet", files_schema(classes, genders),
-                                           lambda r: r["path"]))]
+    # Each output step yields one ("name", facts) pair; the last step reads them all.
+    written = [gather((rows, failed_rows) | "AllRows" >> beam.Flatten(), "FileRowList")
+               | "WriteFiles" >> beam.Map(write_files_table, f"{output}.files.parquet", files_schema(classes, genders))]
     if job.windows:
-        written.append(scored
-                       | "WindowRows" >> beam.Map(window_row, classes, bundle["features"]["window_seconds"],
-                                                bundle["temperature"])
-                       | "WindowRowList" >> beam.combiners.ToList()
-                       | "WriteWindows" >> beam.Map(write_parquet, f"{output}.windows.parquet",
+        written.append(gather(scored | "WindowRows" >> beam.Map(window_row, classes,
+                                                              bundle["features"]["window_seconds"],
+                                                              bundle["temperature"]), "WindowRowList")
+                       | "WriteWindows" >> beam.Map(write_table, "windows", f"{output}.windows.parquet",
                                                     windows_schema(classes), lambda r: (r["path"], r["window_index"])))
     if job.segments:
-        written.append(joined
-                       | "SegmentRows" >> beam.FlatMap(segment_rows, classes, bundle["temperature"])
-                       | "SegmentRowList" >> beam.combiners.ToList()
-                       | "WriteSegments" >> beam.Map(write_parquet, f"{output}.segments.parquet",
+        written.append(gather(joined | "SegmentRows" >> beam.FlatMap(segment_rows, classes, bundle["temperature"]),
+                              "SegmentRowList")
+                       | "WriteSegments" >> beam.Map(write_table, "segments", f"{output}.segments.parquet",
                                                      segments_schema(classes), lambda r: (r["path"], r["segment"])))
-    written.append(dead
-                   | "DeadList" >> beam.combiners.ToList()
-                   | "WriteDead" >> beam.Map(lambda rows: write_text(f"{output}.dead_letters.jsonl", to_jsonl(rows))))
+    written.append(gather(dead, "DeadList") | "WriteDead" >> beam.Map(write_dead_letters, f"{output}.dead_letters.jsonl"))
     # Inputs are counted as distinct paths, as they are scored (a file matched twice is one input).
-    counts = {"inputs": paths | "DistinctPaths" >> beam.Distinct() | "CountInputs" >> beam.combiners.Count.Globally(),
-              "scored": rows | "Scored" >> beam.Filter(lambda r: r["status"] == "scored")
-                             | "CountScored" >> beam.combiners.Count.Globally(),
-              "no_speech": rows | "NoSpeech" >> beam.Filter(lambda r: r["status"] == "no_speech")
-                                | "CountNoSpeech" >> beam.combiners.Count.Globally(),
-              "failed": dead | "CountFailed" >> beam.combiners.Count.Globally()}
-    # The last step waits for every output: runners that compute only a job's final step (Dask) still
-    # write them all, and counts.json, which `finish` reads, exists only once they are written.
-    (p | "One" >> beam.Create([None])
-       | "Done" >> beam.Map(_write_counts, output, *(beam.pvalue.AsSingleton(w) for w in written),
-                            **{k: beam.pvalue.AsSingleton(v) for k, v in counts.items()}))
+    written.append(count(files | "Paths" >> beam.Map(lambda m: m.path) | "DistinctPaths" >> beam.Distinct(),
+                         "CountInputs")
+                   | "Inputs" >> beam.Map(lambda n: ("inputs", n)))
+    (gather(written | "AllWritten" >> beam.Flatten(), "Written")
+     | "Done" >> beam.Map(write_counts, output))
 
 
-def _write_counts(_, output: str, *written, **counts) -> None:
+def write_files_table(rows: list[dict], path: str, schema) -> tuple[str, dict]:
+    """The files table; ``("statuses", {status: files})``."""
+    write_parquet(rows, path, schema, lambda r: r["path"])
+    return "statuses", dict(Counter(r["status"] for r in rows))
+
+
+def write_table(rows: list[dict], name: str, path: str, schema, sort_key) -> tuple[str, int]:
+    write_parquet(rows, path, schema, sort_key)
+    return name, len(rows)
+
+
+def write_dead_letters(rows: list[dict], path: str) -> tuple[str, int]:
+    write_text(path, to_jsonl(rows))
+    return "failed", len(rows)
+
+
+def write_counts(facts: list[tuple[str, object]], output: str) -> None:
+    """``PREFIX.counts.json`` from the output steps' facts: written last, so it exists only once
+    every output does (``ScoreCommand.finish`` reads it)."""
+    facts = dict(facts)
+    statuses = facts["statuses"]
+    counts = {"inputs": facts["inputs"], "scored": statuses.get("scored", 0),
+              "no_speech": statuses.get("no_speech", 0), "failed": facts["failed"]}
     write_text(f"{output}.counts.json", json.dumps(counts))
 
 
@@ -432,8 +441,8 @@ class ScoreCommand(PipelineCommand):
             # the model: start no more workers than there are files.
             direct.direct_num_workers = n_files
 
-    def build(self, p, job, ticks):
-        build_pipeline(p, job, ticks)
+    def build(self, p, job, layout):
+        build_pipeline(p, job, layout)
 
     def abandon(self, job):
         staged = [m.path for m in FileSystems.match([f"{job.staging}.*"])[0].metadata_list]

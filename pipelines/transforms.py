@@ -160,6 +160,14 @@ def assign_shard(element, plan: dict, split_cfg: SplitConfig):
     return f"{split}-{shard_index(utt.path, n):05d}-of-{n:05d}", (utt, size)
 
 
+def assign_shards(joined, split_cfg: SplitConfig):
+    """``(None, {"plan": [plan], "utterances": [(Utterance, size)]})`` -> :func:`assign_shard` of each."""
+    _, parts = joined
+    (plan,) = parts["plan"]
+    for element in parts["utterances"]:
+        yield assign_shard(element, plan, split_cfg)
+
+
 class WriteShard(beam.DoFn):
     """``(shard name, [(Utterance, size)])`` -> one ``<shard>.tfrecord.gz`` in the staging folder.
 
