@@ -31,7 +31,9 @@ from ser_model.config import ConfigError
 from ser_model.outputs import check_writable
 
 GLOB_CHARS = "*?["
-DASK_PARTITIONS = 32   # a Dask run's partitions when --dask_npartitions is not given (see pipelines.portable)
+# A Dask run's partitions when --dask_npartitions is not given: a few per worker thread, so that
+# workers that finish early take more; not many more, as every shuffle costs partitions^2 tasks.
+PARTITIONS_PER_DASK_THREAD = 4
 
 
 @dataclass(frozen=True)
@@ -137,16 +139,28 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
 
 def list_shards(options: PipelineOptions, argv: list[str]) -> int:
     """Parts to list the inputs in: one per partition on the DaskRunner (whose bags keep the
-    partitions they start with; ``--dask_npartitions``, :data:`DASK_PARTITIONS` unless given), one
-    elsewhere."""
+    partitions they start with: ``--dask_npartitions``, else :data:`PARTITIONS_PER_DASK_THREAD` per
+    thread of the cluster's workers), one elsewhere."""
     if not uses_dask(options):
         return 1
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
     dask = options.view_as(DaskOptions)
-    if not names_flag(argv, "--dask_npartitions") and not names_flag(argv, "--dask_partition_size"):
-        dask.npartitions = DASK_PARTITIONS   # the flag's dest
-    return dask.npartitions or DASK_PARTITIONS
+    if dask.npartitions is None and not names_flag(argv, "--dask_partition_size"):
+        dask.npartitions = PARTITIONS_PER_DASK_THREAD * dask_threads(dask)   # the flag's dest
+    return dask.npartitions or PARTITIONS_PER_DASK_THREAD * (os.cpu_count() or 1)
+
+
+def dask_threads(dask) -> int:
+    """Worker threads of the cluster the run will use (the runner starts one on this machine when
+    no scheduler is named)."""
+    if not (dask.address or dask.scheduler_file):
+        return os.cpu_count() or 1
+    import distributed
+
+    with distributed.Client(address=dask.address, scheduler_file=dask.scheduler_file,
+                            timeout=dask.timeout or 30) as client:
+        return max(1, sum(client.nthreads().values()))
 
 
 def console_logging(verbose: bool = False) -> None:
