@@ -29,8 +29,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
+from ser_model import storage
 from ser_model.config import ConfigError, load_yaml, parse_override
 from ser_model.corpora import AUDIO_EXTENSIONS, CORPORA, split_name
 from ser_model.corpora.labelled import LabelFolders, check_labels, folder_label, is_manifest, read_manifest
@@ -91,7 +91,7 @@ def own_folder_source(name: str, root: str, table) -> tuple[str, LabelFolders]:
         raise UsageError(f"--input {name}={root}: give the folder that holds one folder per label, not a glob")
     glob = expand_input(root.rstrip("/") + "/")
     source = LabelFolders(name, glob[: -len("/**")])
-    paths = [m.path for m in FileSystems.match([glob])[0].metadata_list]
+    paths = [path for path, _ in storage.list_files(glob)]
     labels = {folder_label(p, source.root) for p in paths if split_name(p)[2] in AUDIO_EXTENSIONS}
     check_labels(labels - {None}, table, name,
                  f"--input {name}={root} (your own data, one folder per label: {name!r} is not one of the "
@@ -101,7 +101,7 @@ def own_folder_source(name: str, root: str, table) -> tuple[str, LabelFolders]:
 
 def own_manifest(name: str, path: str, table) -> tuple:
     """The Utterances a manifest lists (read and checked at launch)."""
-    if not FileSystems.exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"--input {name}={path}: no such manifest")
     return tuple(read_manifest(read_bytes(path).decode("utf-8-sig"), path, name, table))
 
@@ -236,16 +236,11 @@ def manifest_from_counts(counter: Counter, n_matched: int, job: Job) -> dict:
 
 
 def _files_under(prefix: str) -> list[str]:
-    result = FileSystems.match([prefix + "/**"])[0]
-    return sorted(m.path for m in result.metadata_list)
+    return [path for path, _ in storage.list_files(prefix + "/**")]
 
 
 def _delete_tree(prefix: str) -> None:
-    paths = _files_under(prefix)
-    if paths:
-        FileSystems.delete(paths)
-    if FileSystems.exists(prefix):  # the empty local folder itself
-        FileSystems.delete([prefix])
+    storage.delete_tree(prefix)
 
 
 def publish(staging: str, output: str, job: Job, counts: dict) -> dict:
@@ -256,13 +251,11 @@ def publish(staging: str, output: str, job: Job, counts: dict) -> dict:
     can trust a folder whose manifest exists.
     """
     staged = [p for p in _files_under(staging) if not p.endswith("/counts.json") and ".tmp-" not in p]
-    if FileSystems.exists(output):
-        old = _files_under(output)
-        if old:
-            FileSystems.delete(old)
-    FileSystems.mkdirs(output) if not FileSystems.exists(output) else None
+    storage.delete(_files_under(output))
+    storage.makedirs(output)
     targets = [output + p[len(staging):] for p in staged]
-    FileSystems.rename(staged, targets)
+    for src, dst in zip(staged, targets):
+        storage.replace(src, dst)
     write_text(f"{output}/features.json", json.dumps(job.features_json(), indent=1))
     manifest = {**counts, "format": "ser-manifest/1",
                 "files": sorted(t[len(output) + 1:] for t in targets) + ["features.json"]}

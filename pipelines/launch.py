@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import (CommonOptions, is_dry_run, is_local, names_flag, print_help,
                                register_runner_options, unknown_flag_message, unknown_flags, uses_dask,
                                with_local_defaults)
 from pipelines.progress import ProgressLine, Ticks
+from ser_model import storage
 from ser_model.config import ConfigError
 from ser_model.outputs import check_writable
 
@@ -195,7 +195,7 @@ def count_matches(inputs, prog: str) -> int:
     """
     total = 0
     for name, glob in inputs:
-        n = len(FileSystems.match([glob])[0].metadata_list)
+        n = len(storage.list_files(glob))
         total += n
         print(f"{prog}: input {name}: {n} files" + ("  (matched nothing)" if n == 0 else ""),
               file=sys.stderr)

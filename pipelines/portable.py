@@ -21,8 +21,9 @@ Dataflow shape both pipelines:
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystem import FileMetadata
 
+from ser_model import storage
 from ser_model.splits import stable_hash
 
 
@@ -33,9 +34,9 @@ class Nothing:
 def list_shard(shard: int, globs: tuple[str, ...], shards: int):
     """``(index of the glob, FileMetadata)`` of every file the globs match whose path falls in ``shard``."""
     for i, glob in enumerate(globs):
-        for meta in FileSystems.match([glob])[0].metadata_list:
-            if shards == 1 or stable_hash("list-shard", meta.path) % shards == shard:
-                yield i, meta
+        for path, size in storage.list_files(glob):
+            if shards == 1 or stable_hash("list-shard", path) % shards == shard:
+                yield i, FileMetadata(path, size)
 
 
 def list_inputs(p: beam.Pipeline, globs, shards: int, label: str = "List") -> beam.PCollection:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions
 
 from pipelines.dead_letters import DEAD, dead_letter, to_jsonl
@@ -40,6 +39,7 @@ from pipelines.progress import Ticks
 from pipelines.tagged import by_tag
 from pipelines.worker import one_blas_thread
 from pipelines.tfrecord_sink import write_text
+from ser_model import storage
 from ser_model.aggregate import file_probabilities, segment_probabilities
 from ser_model.calibration import apply_temperature
 from ser_model.bundle import named_outputs
@@ -147,7 +147,7 @@ class GroupWindows(beam.DoFn):
         try:
             if meta.size_in_bytes == 0:
                 raise AudioError("empty-file", "file is empty (0 bytes)")
-            with FileSystems.open(path, compression_type="uncompressed") as f:
+            with storage.open_read(path) as f:
                 rec = open_windows(f, self.cfg, max_seconds=self.max_seconds, vad=self.vad)
                 for win in featurize_windows(rec.windows, self.cfg):
                     n += 1
@@ -322,21 +322,15 @@ def vad_settings(job: ScoreJob) -> dict | None:
 
 def write_parquet(rows: list[dict], path: str, schema, sort_key) -> str:
     """``rows`` sorted by ``sort_key`` as one Parquet file at ``path`` (any Beam file system), written
-    under a temporary name and renamed: a reader never sees half a table."""
+    whole (ser_model.storage): a reader never sees half a table."""
     import io
-    import uuid
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(sorted(rows, key=sort_key), schema=schema), buf)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with FileSystems.create(tmp) as f:
-        f.write(buf.getvalue())
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
+    storage.write_bytes(path, buf.getvalue())
     return path
 
 
@@ -445,24 +439,20 @@ class ScoreCommand(PipelineCommand):
         build_pipeline(p, job, layout)
 
     def abandon(self, job):
-        staged = [m.path for m in FileSystems.match([f"{job.staging}.*"])[0].metadata_list]
-        if staged:
-            FileSystems.delete(staged)
+        storage.delete(path for path, _ in storage.list_files(f"{job.staging}.*"))
 
     def finish(self, job, seconds):
         from ser_model.labels import LabelSet
 
         output, staging = job.output, job.staging
-        with FileSystems.open(f"{staging}.counts.json") as f:
-            counts = json.loads(f.read())
+        counts = json.loads(storage.read_text(f"{staging}.counts.json"))
         parts = (["files.parquet", "dead_letters.jsonl"] + (["windows.parquet"] if job.windows else [])
                  + (["segments.parquet"] if job.segments else []))
         # Every output of the run is in place before any is published: no mix of two runs.
-        old = [f"{output}.{part}" for part in parts if FileSystems.exists(f"{output}.{part}")]
-        if old:
-            FileSystems.delete(old)
-        FileSystems.rename([f"{staging}.{part}" for part in parts], [f"{output}.{part}" for part in parts])
-        FileSystems.delete([f"{staging}.counts.json"])
+        storage.delete(f"{output}.{part}" for part in parts)
+        for part in parts:
+            storage.replace(f"{staging}.{part}", f"{output}.{part}")
+        storage.delete([f"{staging}.counts.json"])
         parts = {"scored": counts["scored"], **({"no speech": counts["no_speech"]} if counts["no_speech"] else {}),
                  "failed": counts["failed"]}
         line, balanced = balance_line(counts["inputs"], parts)

@@ -1,4 +1,4 @@
-"""Writing gzipped TFRecord files through Beam's filesystems (local, gs://, s3://).
+"""Writing gzipped TFRecord files to any storage (ser_model.storage: local, gs://, s3://).
 
 TensorFlow's own writer has no s3:// support since tensorflow-io left, and we
 want the file bytes to be identical across reruns (gzip ``mtime=0``), so the
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-import uuid
 
 import google_crc32c
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
+
+from ser_model import storage
 
 
 def masked_crc(data: bytes) -> int:
@@ -39,7 +38,7 @@ GZIP_MODES = {
 
 
 class TFRecordGzipWriter:
-    """Write records to ``path`` atomically: a temporary name, renamed on close.
+    """Write records to ``path`` atomically (:class:`ser_model.storage.AtomicFile`).
 
     zlib's gzip wrapper (wbits=31) writes no file name and mtime 0, so the same
     records always give the same bytes.
@@ -50,9 +49,7 @@ class TFRecordGzipWriter:
             raise ValueError(f"gzip mode must be one of {sorted(GZIP_MODES)}, not {mode!r}")
         level, strategy = GZIP_MODES[mode]
         self.path = path
-        self.tmp_path = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        self._raw = FileSystems.create(self.tmp_path, mime_type="application/octet-stream",
-                                       compression_type=CompressionTypes.UNCOMPRESSED)
+        self._raw = storage.open_write(path)
         self._zip = zlib.compressobj(level, zlib.DEFLATED, 31, 8, strategy)
         self.records = 0
 
@@ -63,32 +60,15 @@ class TFRecordGzipWriter:
     def close(self) -> None:
         self._raw.write(self._zip.flush())
         self._raw.close()
-        _replace(self.tmp_path, self.path)
 
     def abort(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            if FileSystems.exists(self.tmp_path):
-                FileSystems.delete([self.tmp_path])
+        self._raw.abort()
 
 
 def write_text(path: str, text: str) -> None:
-    """Write a small text file through Beam's filesystems (atomic via rename)."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with FileSystems.create(tmp, mime_type="text/plain",
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode("utf-8"))
-    _replace(tmp, path)
-
-
-def _replace(tmp: str, path: str) -> None:
-    """Move a finished temporary file over ``path`` (rename does not overwrite on every filesystem)."""
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
+    """Write a small text file (atomically; any storage, ser_model.storage)."""
+    storage.write_text(path, text)
 
 
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
+    return storage.read_bytes(path)

@@ -11,10 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from ser_model import audio
+from ser_model import audio, storage
 from ser_model.corpora import CREMAD_DEMOGRAPHICS, Skip, Utterance, parse_path
 from ser_model.corpora.cremad import parse_demographics
 from ser_model.extract import examples_for, featurize_bytes
@@ -84,10 +83,10 @@ class ListedFile(beam.DoFn):
 
 
 def file_size(path: str) -> int:
-    """Bytes of one file through Beam's file systems; :class:`audio.AudioError` if it is missing."""
-    if not FileSystems.exists(path):
+    """Bytes of one file (any storage); :class:`audio.AudioError` if it is missing."""
+    if not storage.exists(path):
         raise audio.AudioError("missing-file", f"{path} does not exist")
-    return FileSystems.get_filesystem(path).size(path)
+    return storage.size(path)
 
 
 def input_facts(element):

@@ -17,11 +17,41 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def with_local_features(prog: str, args: argparse.Namespace, body) -> int:
+    """``body(args)`` with ``args.features`` on this machine: a URL (gs://, s3://) is copied here
+    first, as TensorFlow reads local shards only; the copy is deleted afterwards."""
+    from ser_model import storage
+
+    if not storage.is_url(args.features):
+        return body(args)
+    if not storage.exists(storage.join(args.features, "features.json")):
+        print(f"{prog}: error: {args.features}/features.json not found: is this a `ser features` output folder?",
+              file=sys.stderr)
+        return 2
+    print(f"{prog}: copying {args.features} to this machine ...", file=sys.stderr, flush=True)
+    with storage.local_copy(args.features) as local:
+        return body(argparse.Namespace(**{**vars(args), "features": local}))
+
+
+def local_work_dir(output: str) -> str:
+    """The default work folder of ``ser train``: beside a local output; for a URL, a folder on this
+    machine named after it (the same URL resumes from the same folder)."""
+    import hashlib
+    import tempfile
+
+    from ser_model import storage
+
+    if not storage.is_url(output):
+        return f"{output}.work"
+    return os.path.join(tempfile.gettempdir(), "ser-train-" + hashlib.sha256(output.encode()).hexdigest()[:12])
+
+
 def train(argv: list[str]) -> int:
     p = _parser("ser train", "Train the fused DenseNet + MFCC-CNN model on `ser features` shards and export "
                 "a model bundle. Run the same command again after an interruption: it resumes.")
-    p.add_argument("--features", required=True, help="output folder of `ser features` (local or gs://)")
-    p.add_argument("--output", required=True, help="bundle folder to write (replaced at the end)")
+    p.add_argument("--features", required=True,
+                   help="output folder of `ser features` (local, or a URL: gs://, s3://, copied here first)")
+    p.add_argument("--output", required=True, help="bundle folder to write, local or a URL (replaced at the end)")
     p.add_argument("--config", default="train", help="training YAML (default: configs/train.yaml)")
     p.add_argument("--features_config", default="features",
                    help="the feature settings the shards must have been written with "
@@ -29,7 +59,8 @@ def train(argv: list[str]) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set training.epochs=5 --set model.weights=imagenet")
     p.add_argument("--work_dir", default=None,
-                   help="checkpoints, resumable state and TensorBoard logs (default: OUTPUT.work)")
+                   help="checkpoints, resumable state and TensorBoard logs, on this machine (default: OUTPUT.work; "
+                        "for a URL output, a folder in the temporary folder named after it)")
     p.add_argument("--max_steps", type=int, default=None,
                    help="stop after this many training steps in all (smoke tests, benchmarks)")
     p.add_argument("--train_on", choices=("train", "train+val"), default="train",
@@ -45,7 +76,10 @@ def train(argv: list[str]) -> int:
     p.add_argument("--cpu_devices", type=int, default=1, metavar="N",
                    help="without GPUs: split the CPU into N logical devices and train data-parallel over "
                         "them (checks the multi-GPU path; no faster). With GPUs every GPU is used anyway")
-    args = p.parse_args(argv)
+    return with_local_features("ser train", p.parse_args(argv), _train)
+
+
+def _train(args: argparse.Namespace) -> int:
     from ser_model.config import ConfigError, load_yaml
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.features import FeatureConfig
@@ -54,7 +88,7 @@ def train(argv: list[str]) -> int:
 
     if args.cpu_devices > 1:
         split_cpu(args.cpu_devices)  # before anything runs on a device
-    work = args.work_dir or f"{args.output}.work"
+    work = args.work_dir or local_work_dir(args.output)
     try:
         check_writable(args.output, folder=True)
         check_writable(work, folder=True)
@@ -77,7 +111,7 @@ def train(argv: list[str]) -> int:
             print(f"ser train: error: --calibration {args.calibration}: {err}", file=sys.stderr)
             return 2
     try:
-        return fit_and_export(fdir, cfg, Path(args.output), Path(work), args.max_steps, args.train_on,
+        return fit_and_export(fdir, cfg, args.output, Path(work), args.max_steps, args.train_on,
                               calibration, evidence)
     except TrainingDataError as err:
         print(f"ser train: error: {err}", file=sys.stderr)
@@ -88,10 +122,11 @@ def crossval_evidence(path: str) -> dict:
     """The figures a bundle keeps from a `ser crossval` report (``ser_model.crossval.evidence``)."""
     import json
 
+    from ser_model import storage
     from ser_model.crossval import evidence
 
     try:
-        return evidence(json.loads(Path(path).read_text()), str(path))
+        return evidence(json.loads(storage.read_text(path)), str(path))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
 
@@ -100,7 +135,9 @@ def calibration_from_crossval(path: str) -> dict:
     """The calibration a bundle stores, from a `ser crossval` report."""
     import json
 
-    report = json.loads(Path(path).read_text())
+    from ser_model import storage
+
+    report = json.loads(storage.read_text(path))
     c = report["calibration"]
     if report.get("complete") is False or c.get("ece_after_cross_fitted") is None:
         raise ValueError("a partial cross-validation (not every fold finished): finish it first")
@@ -114,10 +151,15 @@ def evaluate(argv: list[str]) -> int:
     p = _parser("ser evaluate", "Evaluate a model bundle on a split of `ser features` shards: UAR, accuracy, "
                 "macro-F1, confusion, per-corpus and per-gender breakdowns.")
     p.add_argument("--model", default=None, help=MODEL_HELP)
-    p.add_argument("--features", required=True, help="`ser features` output folder")
+    p.add_argument("--features", required=True, help="`ser features` output folder (local or a URL)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--output", default=None, help="write metrics.json, confusion.csv/png, report.txt here")
-    args = p.parse_args(argv)
+    p.add_argument("--output", default=None,
+                   help="write metrics.json, confusion.csv/png, report.txt in this folder (local or a URL)")
+    return with_local_features("ser evaluate", p.parse_args(argv), _evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ser_model import storage
     from ser_model.bundle import load_bundle
     from ser_model.evaluate import evaluate_split, format_report, write_report
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
@@ -138,7 +180,8 @@ def evaluate(argv: list[str]) -> int:
     rep = evaluate_split(bundle.model, fdir, args.split)
     print(format_report(rep, f"{args.split} split, model {bundle.model_id}"))
     if args.output:
-        write_report(rep, Path(args.output), f"{args.split} split")
+        with storage.local_output(args.output) as folder:
+            write_report(rep, Path(folder), f"{args.split} split")
         print(f"report written to {args.output}")
     return 0
 
@@ -182,8 +225,10 @@ def crossval(argv: list[str]) -> int:
     p = _parser("ser crossval", "Speaker-level cross-validation on `ser features` shards: every speaker is "
                 "scored by a model trained without them. Writes OUTPUT/crossval.json and crossval.md; run the "
                 "same command again after an interruption and finished folds are kept.")
-    p.add_argument("--features", required=True, help="output folder of `ser features`")
-    p.add_argument("--output", required=True, help="folder for the fold reports and the summary")
+    p.add_argument("--features", required=True, help="output folder of `ser features` (local or a URL)")
+    p.add_argument("--output", required=True,
+                   help="folder for the fold reports and the summary (local, or a URL: its reports are "
+                        "copied here, and the folder is uploaded when the command ends, an error included)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--folds", type=int, default=5, help="speaker folds per corpus (default 5)")
     how.add_argument("--by_corpus", action="store_true", help="leave one corpus out instead of speaker folds")
@@ -196,8 +241,19 @@ def crossval(argv: list[str]) -> int:
     p.add_argument("--only", default=None, metavar="FOLD[,FOLD]",
                    help="train only these folds now (e.g. fold-1 on a long schedule); the summary covers "
                         "the folds finished so far and says it is partial")
-    args = p.parse_args(argv)
+    return with_local_features("ser crossval", p.parse_args(argv), _crossval)
+
+
+def _crossval(args: argparse.Namespace) -> int:
+    from ser_model import storage
+
+    with storage.synced_folder(args.output) as local:
+        return _crossval_in(args, local)
+
+
+def _crossval_in(args: argparse.Namespace, local_output: str) -> int:
     from ser_model import folds as F
+    from ser_model import storage
     from ser_model.config import ConfigError, load_yaml
     from ser_model.crossval import SettingsMismatch, run_crossval, speakers_of
     from ser_model.data import file_speakers
@@ -206,7 +262,7 @@ def crossval(argv: list[str]) -> int:
     from ser_model.train import TrainingDataError, apply_overrides
 
     try:
-        check_writable(args.output, folder=True)
+        check_writable(local_output, folder=True)
         cfg = apply_overrides(load_yaml(args.config), args.overrides)
         fdir = open_feature_dir(args.features)
         speakers = speakers_of(fdir)
@@ -214,7 +270,7 @@ def crossval(argv: list[str]) -> int:
             plan, title, kind = F.corpus_folds(speakers), "Leave-one-corpus-out cross-validation", "by_corpus"
         elif args.fold_file:
             files = file_speakers(fdir)
-            plan, title, kind = (F.read_fold_file(Path(args.fold_file).read_text(), files),
+            plan, title, kind = (F.read_fold_file(storage.read_text(args.fold_file), files),
                                  f"Folds of {args.fold_file}", "fold_file")
         else:
             plan, title, kind = (F.speaker_folds(speakers, args.folds), f"{args.folds}-fold speaker cross-validation",
@@ -225,11 +281,11 @@ def crossval(argv: list[str]) -> int:
         return 2
     try:
         only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
-        report = run_crossval(fdir, cfg, plan, Path(args.output), args.max_steps, title, only, kind)
+        report = run_crossval(fdir, cfg, plan, Path(local_output), args.max_steps, title, only, kind)
     except (TrainingDataError, SettingsMismatch, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2
-    print((Path(args.output) / "crossval.md").read_text())
+    print((Path(local_output) / "crossval.md").read_text())
     partial = "" if report["complete"] else f" of {len(set(plan.values()))}: partial"
     print(f"wrote {args.output}/crossval.json and crossval.md ({len(report['folds'])} folds{partial})")
     return 0

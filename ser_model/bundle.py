@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from ser_model import storage
 from ser_model.features import FeatureConfig
 from ser_model.vad import VadConfig
 from ser_model.labels import LabelSet
@@ -31,7 +32,7 @@ BUNDLE_ENV = "SER_MODEL"
 
 @dataclass
 class Bundle:
-    path: Path
+    path: Path | str         # a local folder, or the URL it was read from
     model: object            # keras.Model
     features: FeatureConfig
     label_set: LabelSet
@@ -53,15 +54,26 @@ def named_outputs(out) -> dict:
     return out if isinstance(out, dict) else {"emotion": out}
 
 
-def model_id_of(model_file: Path) -> str:
-    digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:12]
+def model_id_of(model_file: str | os.PathLike) -> str:
+    digest = hashlib.sha256(storage.read_bytes(str(model_file))).hexdigest()[:12]
     return f"ser-{digest}"
 
 
-def save_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelSet, stats: Mapping,
-                metrics: Mapping, model_card: str, calibration: Mapping | None = None) -> Path:
-    """Write a bundle atomically: built in a sibling temp folder, then renamed into place."""
-    out_dir = Path(out_dir)
+def save_bundle(out_dir: str | os.PathLike, model, features: FeatureConfig, label_set: LabelSet, stats: Mapping,
+                metrics: Mapping, model_card: str, calibration: Mapping | None = None) -> str:
+    """Write a bundle atomically: built in a sibling temp folder, then renamed into place (a local
+    folder); built locally and uploaded with ``model.keras`` last (a URL: readers look for it first)."""
+    if storage.is_url(out_dir):
+        with tempfile.TemporaryDirectory(prefix="ser-bundle-") as tmp:
+            _write_bundle(Path(tmp) / "bundle", model, features, label_set, stats, metrics, model_card,
+                          calibration)
+            storage.publish_tree(str(Path(tmp) / "bundle"), str(out_dir), last="model.keras")
+        return str(out_dir)
+    return str(_write_bundle(Path(out_dir), model, features, label_set, stats, metrics, model_card, calibration))
+
+
+def _write_bundle(out_dir: Path, model, features: FeatureConfig, label_set: LabelSet, stats: Mapping,
+                  metrics: Mapping, model_card: str, calibration: Mapping | None) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
@@ -100,12 +112,17 @@ def _inference_copy(model):
     return copy
 
 
-def resolve_bundle_path(path: str | os.PathLike | None = None) -> Path:
-    """An explicit path, else $SER_MODEL, else the bundled default model."""
-    chosen = Path(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
-    if not (chosen / "model.keras").is_file():
-        raise FileNotFoundError(f"no model bundle at {chosen} (expected {chosen}/model.keras)")
+def resolve_bundle_path(path: str | os.PathLike | None = None) -> str:
+    """An explicit path or URL, else $SER_MODEL, else the bundled default model."""
+    chosen = str(path or os.environ.get(BUNDLE_ENV) or DEFAULT_BUNDLE)
+    model = storage.join(chosen, "model.keras")
+    if not storage.exists(model) or storage.isdir(model):
+        raise FileNotFoundError(f"no model bundle at {chosen} (expected {model})")
     return chosen
+
+
+def _read_json(folder: str, name: str) -> dict:
+    return json.loads(storage.read_text(storage.join(folder, name)))
 
 
 def vad_of(feats: Mapping) -> VadConfig:
@@ -113,12 +130,12 @@ def vad_of(feats: Mapping) -> VadConfig:
     return VadConfig(**(feats.get("vad") or {}))
 
 
-def read_temperature(path: Path) -> float:
+def read_temperature(path: str | os.PathLike) -> float:
     """The emotion head's calibration temperature from ``calibration.json`` (1.0 without one)."""
-    file = Path(path) / "calibration.json"
-    if not file.exists():
+    file = storage.join(str(path), "calibration.json")
+    if not storage.exists(file):
         return 1.0
-    calibration = json.loads(file.read_text())
+    calibration = json.loads(storage.read_text(file))
     if calibration.get("method") != "temperature" or not float(calibration.get("temperature", 0)) > 0:
         raise ValueError(f"{file}: expected a positive temperature (method: temperature)")
     return float(calibration["temperature"])
@@ -127,33 +144,35 @@ def read_temperature(path: Path) -> float:
 def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
     """Classes, feature settings and model id of a bundle, without loading Keras."""
     path = resolve_bundle_path(path)
-    labels = json.loads((path / "labels.json").read_text())
-    feats = json.loads((path / "features.json").read_text())
+    labels, feats = _read_json(path, "labels.json"), _read_json(path, "features.json")
     FeatureConfig.from_dict(feats["features"])  # validate early
-    return {"path": str(path), "classes": list(labels["classes"]),
+    return {"path": path, "classes": list(labels["classes"]),
             "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
-            "features": feats["features"], "model_id": model_id_of(path / "model.keras"),
+            "features": feats["features"], "model_id": model_id_of(storage.join(path, "model.keras")),
             "temperature": read_temperature(path),
             "vad": vad_of(feats).to_json()}
 
 
 def load_bundle(path: str | os.PathLike | None = None) -> Bundle:
+    """The bundle at a local path or a URL (copied to this machine first: Keras reads local files)."""
     import keras
 
-    path = resolve_bundle_path(path)
-    labels = json.loads((path / "labels.json").read_text())
-    feats = json.loads((path / "features.json").read_text())
-    metrics_file = path / "metrics.json"
-    return Bundle(
-        path=path,
-        model=keras.models.load_model(path / "model.keras", compile=False),
-        features=FeatureConfig.from_dict(feats["features"]),
-        label_set=LabelSet.from_json(labels["label_set"]),
-        classes=tuple(labels["classes"]),
-        gender_classes=tuple(labels.get("gender_classes", [])),
-        stats=feats["stats"],
-        metrics=json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
-        model_id=model_id_of(path / "model.keras"),
-        temperature=read_temperature(path),
-        vad=vad_of(feats),
-    )
+    source = resolve_bundle_path(path)
+    with storage.local_copy(source) as local:
+        local = Path(local)
+        labels = json.loads((local / "labels.json").read_text())
+        feats = json.loads((local / "features.json").read_text())
+        metrics_file = local / "metrics.json"
+        return Bundle(
+            path=source if storage.is_url(source) else local,
+            model=keras.models.load_model(local / "model.keras", compile=False),
+            features=FeatureConfig.from_dict(feats["features"]),
+            label_set=LabelSet.from_json(labels["label_set"]),
+            classes=tuple(labels["classes"]),
+            gender_classes=tuple(labels.get("gender_classes", [])),
+            stats=feats["stats"],
+            metrics=json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
+            model_id=model_id_of(local / "model.keras"),
+            temperature=read_temperature(local),
+            vad=vad_of(feats),
+        )

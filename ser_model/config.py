@@ -19,14 +19,15 @@ class ConfigError(ValueError):
 
 
 def load_yaml(name_or_path: str | Path) -> dict[str, Any]:
-    """Load ``configs/<name>.yaml`` (a bare name) or an explicit YAML path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = DEFAULT_CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
+    """Load ``configs/<name>.yaml`` (a bare name) or an explicit YAML path or URL."""
+    from ser_model import storage
+
+    path = str(name_or_path)
+    if not path.endswith((".yaml", ".yml")):
+        path = str(DEFAULT_CONFIG_DIR / f"{name_or_path}.yaml")
+    if not storage.exists(path) or storage.isdir(path):
         raise ConfigError(f"config file not found: {path}")
-    with path.open() as f:
-        data = yaml.safe_load(f)
+    data = yaml.safe_load(storage.read_text(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

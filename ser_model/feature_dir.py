@@ -1,8 +1,9 @@
 """A `ser features` output folder: its feature config, label set, train statistics, manifest.
 
 Importing this module does not import TensorFlow, so that configuration errors
-are reported before TensorFlow's start-up noise; remote paths (gs://) are read
-through ``tf.io.gfile`` when needed.
+are reported before TensorFlow's start-up noise. A remote folder (``gs://``,
+``s3://``) is read through ``ser_model.storage``; the trainer reads a local copy
+of it (:func:`ser_model.storage.local_copy`), as TensorFlow reads local shards only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
+from ser_model import storage
 from ser_model.features import FeatureConfig
 from ser_model.labels import LabelSet
 
@@ -30,35 +32,13 @@ class FeatureDir:
     manifest: Mapping
 
     def shards(self, split: str) -> list[str]:
-        import tensorflow as tf
-
-        return sorted(tf.io.gfile.glob(f"{self.path}/{split}-*.tfrecord.gz"))
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def _exists(path: str) -> bool:
-    if _is_remote(path):
-        import tensorflow as tf
-
-        return tf.io.gfile.exists(path)
-    import os
-
-    return os.path.exists(path)
+        return [path for path, _ in storage.list_files(f"{self.path}/{split}-*.tfrecord.gz")]
 
 
 def _read_json(path: str) -> dict:
-    if not _exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"{path} not found: is this a `ser features` output folder?")
-    if _is_remote(path):
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(storage.read_text(path))
 
 
 def open_feature_dir(path: str, expected: FeatureConfig | None = None) -> FeatureDir:
@@ -71,7 +51,7 @@ def open_feature_dir(path: str, expected: FeatureConfig | None = None) -> Featur
                 if getattr(expected, k) != v}
         raise FeatureMismatch(f"{path} was written with other feature settings "
                               f"(shards vs asked, {diff}); rerun `ser features` or change the config")
-    if not _exists(f"{path}/stats.json"):
+    if not storage.exists(f"{path}/stats.json"):
         raise FileNotFoundError(f"{path}/stats.json not found: the feature run had no training split")
     return FeatureDir(path, features, LabelSet.from_json(meta["label_set"]),
                       _read_json(f"{path}/stats.json"), _read_json(f"{path}/manifest.json"))

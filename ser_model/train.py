@@ -151,7 +151,7 @@ def clear_state(work: Path) -> None:
     shutil.rmtree(work / "state", ignore_errors=True)
 
 
-def fit_and_export(fdir, cfg: Mapping, output: Path, work: Path, max_steps: int | None,
+def fit_and_export(fdir, cfg: Mapping, output: str, work: Path, max_steps: int | None,
                    train_on: str = "train", calibration: Mapping | None = None,
                    crossval: list | None = None) -> int:
     """`ser train`: fit on the train split (or train+val), evaluate on test, write the bundle.
