@@ -9,8 +9,8 @@ credentials as those packages find them (``GOOGLE_APPLICATION_CREDENTIALS``,
 ``AWS_*``). A storage emulator or another S3-compatible service is named with
 fsspec's own environment settings, e.g. ``FSSPEC_S3_ENDPOINT_URL=http://host:port``.
 
-Files are written under a temporary name and moved into place, so a reader never
-sees half a file (on object stores one upload is already all-or-nothing).
+Files are written under a temporary name and moved into place (to a URL: written
+here, then uploaded in one piece), so a reader never sees half a file.
 Keras and TensorFlow read local files only: :func:`local_copy` brings a remote
 bundle or feature folder to this machine first.
 """
@@ -35,7 +35,8 @@ def is_url(path: str) -> bool:
 def _fs(url: str):
     import fsspec
 
-    fs, _ = fsspec.core.url_to_fs(url)
+    # No listings cache: other processes (workers, later commands) write the same folders.
+    fs, _ = fsspec.core.url_to_fs(url, use_listings_cache=False)
     return fs
 
 
@@ -78,28 +79,40 @@ def read_text(path: str) -> str:
 
 
 class AtomicFile:
-    """A binary file written under a temporary name: :meth:`close` moves it to ``path`` whole,
-    :meth:`abort` (or an error inside a ``with`` block) deletes it."""
+    """A binary file written under a temporary name on this machine: :meth:`close` moves it to
+    ``path`` whole (a rename here; one upload for a URL, which an object store shows only once
+    complete), :meth:`abort` (or an error inside a ``with`` block) deletes it."""
 
     def __init__(self, path: str):
         self.path = str(path)
-        if not is_url(self.path) and os.path.dirname(self.path):
+        if is_url(self.path):
+            fd, self.tmp = tempfile.mkstemp(prefix="ser-upload-")
+            self._f = os.fdopen(fd, "wb")
+            return
+        if os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.tmp = f"{self.path}.tmp-{uuid.uuid4().hex[:8]}"
-        self._f = _fs(self.tmp).open(self.tmp, "wb") if is_url(self.tmp) else open(self.tmp, "wb")
+        self._f = open(self.tmp, "wb")
 
     def write(self, data: bytes) -> int:
         return self._f.write(data)
 
     def close(self) -> None:
         self._f.close()
-        replace(self.tmp, self.path)
+        if not is_url(self.path):
+            os.replace(self.tmp, self.path)
+            return
+        try:
+            _fs(self.path).put_file(self.tmp, self.path)
+        finally:
+            os.remove(self.tmp)
 
     def abort(self) -> None:
         try:
             self._f.close()
         finally:
-            delete([self.tmp])
+            if os.path.exists(self.tmp):
+                os.remove(self.tmp)
 
     def __enter__(self) -> "AtomicFile":
         return self
@@ -123,12 +136,12 @@ def write_text(path: str, text: str) -> None:
 
 
 def replace(src: str, dst: str) -> None:
-    """Move the file ``src`` over ``dst``."""
+    """Move the file ``src`` over ``dst`` (on an object store: a copy made by the service, then
+    the original deleted)."""
     if is_url(dst):
         fs = _fs(dst)
-        if fs.exists(dst):
-            fs.rm(dst)
-        fs.mv(src, dst)
+        fs.copy(src, dst)
+        fs.rm(src)
     else:
         os.replace(src, dst)
 
