@@ -132,19 +132,13 @@ def crossval_evidence(path: str) -> dict:
 
 
 def calibration_from_crossval(path: str) -> dict:
-    """The calibration a bundle stores, from a `ser crossval` report."""
+    """The calibration a bundle stores, from a `ser crossval` report (``ser_model.crossval.calibration_of``)."""
     import json
 
     from ser_model import storage
+    from ser_model.crossval import calibration_of
 
-    report = json.loads(storage.read_text(path))
-    c = report["calibration"]
-    if report.get("complete") is False or c.get("ece_after_cross_fitted") is None:
-        raise ValueError("a partial cross-validation (not every fold finished): finish it first")
-    if c.get("method") != "temperature" or not c["temperature"] > 0:
-        raise ValueError("no positive temperature in its calibration section")
-    return {"method": "temperature", "temperature": c["temperature"], "source": str(path),
-            "ece_before": c["ece_before"], "ece_after_cross_fitted": c["ece_after_cross_fitted"]}
+    return calibration_of(json.loads(storage.read_text(path)), str(path))
 
 
 def evaluate(argv: list[str]) -> int:

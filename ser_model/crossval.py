@@ -218,13 +218,19 @@ def check_same_settings(output: Path, cfg: Mapping, plan_json: Mapping) -> None:
 KINDS = ("speaker_folds", "by_corpus", "fold_file")
 
 
-def evidence(report: Mapping, source: str) -> dict:
-    """What a model bundle keeps of a finished cross-validation report (for its card and the app)."""
+def check_finished(report: Mapping) -> None:
+    """Raise ValueError unless ``report`` is a finished `ser crossval` summary of this version:
+    what a bundle may take figures or a calibration from."""
     if report.get("kind") not in KINDS:
         raise ValueError("not a `ser crossval` report of this version (no kind): run the same "
                          "`ser crossval` command again to rewrite its summary")
-    if not report.get("complete"):
+    if not report.get("complete") or report.get("calibration", {}).get("ece_after_cross_fitted") is None:
         raise ValueError("a partial cross-validation (not every fold finished): finish it first")
+
+
+def evidence(report: Mapping, source: str) -> dict:
+    """What a model bundle keeps of a finished cross-validation report (for its card and the app)."""
+    check_finished(report)
     c = report["calibration"]
     return {"kind": report["kind"], "title": report.get("title", ""), "source": source,
             "folds": len(report["folds"]), "summary": report["summary"],
@@ -232,6 +238,16 @@ def evidence(report: Mapping, source: str) -> dict:
             "calibration": {k: c.get(k) for k in ("temperature", "ece_before", "ece_after_cross_fitted",
                                                   "reliability_before", "reliability_after_cross_fitted")},
             "epochs": report.get("config", {}).get("training", {}).get("epochs")}
+
+
+def calibration_of(report: Mapping, source: str) -> dict:
+    """The calibration a bundle stores (``calibration.json``), from a finished report."""
+    check_finished(report)
+    c = report["calibration"]
+    if c.get("method") != "temperature" or not c["temperature"] > 0:
+        raise ValueError("no positive temperature in its calibration section")
+    return {"method": "temperature", "temperature": c["temperature"], "source": source,
+            "ece_before": c["ece_before"], "ece_after_cross_fitted": c["ece_after_cross_fitted"]}
 
 
 def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, max_steps: int | None = None,

@@ -92,8 +92,14 @@ def test_ser_train_calibration_comes_from_a_crossval_report_into_the_bundle(tmp_
     from ser_model.model import build_model
 
     report = tmp_path / "crossval.json"
-    report.write_text(json.dumps({"calibration": {"method": "temperature", "temperature": 1.7, "ece_before": 0.12,
-                                                  "ece_after_cross_fitted": 0.03}}))
+    finished = {"kind": "speaker_folds", "complete": True,
+                "calibration": {"method": "temperature", "temperature": 1.7, "ece_before": 0.12,
+                                "ece_after_cross_fitted": 0.03}}
+    for partial in ({**finished, "complete": False}, {k: v for k, v in finished.items() if k != "kind"}):
+        report.write_text(json.dumps(partial))
+        with pytest.raises(ValueError, match="partial|no kind"):
+            calibration_from_crossval(str(report))
+    report.write_text(json.dumps(finished))
     calibration = calibration_from_crossval(str(report))
     cfg = FeatureConfig()
     stats = {"logmel_mean": [0.0] * cfg.n_mels, "logmel_std": [1.0] * cfg.n_mels,
