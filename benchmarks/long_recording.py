@@ -1,0 +1,129 @@
+"""One long archive-like recording scored by `ser score` with one worker and with every worker, in one run.
+
+    python benchmarks/long_recording.py [--input ../shared/corpora] [--minutes 60] [--seed 0]
+
+The recording is tests/archivegen.py's (corpus speech between silence, noise,
+music-like chords and tones), written as a 16 kHz FLAC file. It is scored twice
+on the local runner, with ``--direct_num_workers 1`` and with the default (a
+worker per core); voice activity on (the default). Reported per run: wall time,
+real-time factor (wall / audio duration), the peak memory of the whole process
+tree (the sum of every process's resident set, sampled every 0.2 s), the
+windows scored; and the ratio of the two walls (issue 14's target: >= 1.8x on 2
+cores). The voice-activity pass alone (``ser_model.vad.speech_segments`` over
+the file, in this process) is timed too, as a share of the one-worker wall.
+Results: benchmarks/results/long_recording.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.features_throughput import audio_files  # noqa: E402
+from benchmarks.provenance import provenance  # noqa: E402
+from tests.archivegen import RATE, make_archive  # noqa: E402
+
+CLEAN = ("ravdess", "tess", "savee")
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def score(path: Path, output: Path, extra: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "ser_cli.main", "score", "--input", str(path), "--output", str(output),
+           "--windows", *extra]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, watched = 0, psutil.Process(proc.pid)
+
+    def watch():
+        nonlocal peak
+        while proc.poll() is None:
+            try:
+                peak = max(peak, tree_rss(watched))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    out, err = proc.communicate()
+    watcher.join()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    import pyarrow.parquet as pq
+
+    windows = pq.read_table(f"{output}.windows.parquet").num_rows
+    return {"wall_s": round(wall, 1), "peak_rss_tree_mib": round(peak / 2**20), "windows": windows,
+            "summary": out.strip().splitlines()[0]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--input", default=str(REPO.parent / "shared" / "corpora"))
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "long_recording.json"))
+    args = p.parse_args()
+    from ser_model.bundle import read_bundle_meta
+    from ser_model.vad import VadConfig, speech_segments
+
+    clips = [f for f in audio_files(Path(args.input)) if "originals" not in f.parts
+             and any(c in f.parts for c in CLEAN)]
+    random.Random(args.seed).shuffle(clips)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        wave, truth = make_archive(clips, args.minutes * 60, args.seed)
+        duration = len(wave) / RATE
+        path = tmp / "recording.flac"
+        sf.write(path, wave, RATE, format="FLAC")
+        print(f"recording: {duration / 60:.1f} min, {len(truth)} speech clips", flush=True)
+
+        vad = VadConfig(**read_bundle_meta()["vad"])
+        started = time.perf_counter()
+        segments = speech_segments(wave, vad)
+        vad_s = time.perf_counter() - started
+        print(f"voice activity alone: {vad_s:.1f} s, {len(segments)} segments", flush=True)
+
+        runs = {}
+        for name, extra in (("one_worker", ["--direct_num_workers", "1"]),
+                            ("every_worker", [])):
+            runs[name] = {**score(path, tmp / name, extra)}
+            runs[name]["real_time_factor"] = round(runs[name]["wall_s"] / duration, 4)
+            print(name, json.dumps(runs[name]), flush=True)
+    one, every = runs["one_worker"], runs["every_worker"]
+    report = {"benchmark": "long_recording", **provenance(), "audio_minutes": round(duration / 60, 2),
+              "workers_every": os.cpu_count(), **runs,
+              "every_over_one_wall": round(one["wall_s"] / every["wall_s"], 3), "target_every_over_one": 1.8,
+              "peak_rss_target_mib": 1536,
+              "vad_alone_s": round(vad_s, 1), "vad_share_of_one_worker_wall": round(vad_s / one["wall_s"], 3),
+              "speech_segments": len(segments)}
+    Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: report[k] for k in ("every_over_one_wall", "vad_share_of_one_worker_wall")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
