@@ -7,24 +7,10 @@ framing is written here: ``len (u64 LE) | masked crc32c(len) | data | masked crc
 
 from __future__ import annotations
 
-import struct
 import zlib
 
-import google_crc32c
-
 from ser_model import storage
-
-
-def masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def frame(record: bytes) -> bytes:
-    """One record in TFRecord framing."""
-    length = struct.pack("<Q", len(record))
-    return b"".join((length, struct.pack("<I", masked_crc(length)), record,
-                     struct.pack("<I", masked_crc(record))))
+from ser_model.records import frame
 
 
 GZIP_MODES = {

@@ -24,14 +24,17 @@ start_s, duration_s     float    window start; whole file duration (seconds)
 from __future__ import annotations
 
 import functools
+import gzip
 import struct
-from typing import Mapping
+from typing import BinaryIO, Iterator, Mapping
 
 import numpy as np
 
 from ser_model.features import FeatureConfig
 
 GENDERS = ("female", "male", "unknown")
+_FLOAT_KEYS = ("start_s", "duration_s")
+_INT_KEYS = ("label_id", "window_index", "n_windows")
 GENDER_CLASSES = ("female", "male")  # the gender head's outputs, in order
 _STRING_KEYS = ("label", "emotion", "raw_label", "speaker", "corpus", "gender", "split", "sentence", "path")
 
@@ -147,3 +150,120 @@ def parse_examples(serialized, cfg: FeatureConfig) -> dict:
     parsed["logmel"] = tf.reshape(parsed["logmel"], tf.concat([lead, cfg.logmel_shape], 0))
     parsed["mfcc"] = tf.reshape(parsed["mfcc"], tf.concat([lead, cfg.mfcc_shape], 0))
     return parsed
+
+
+# --- TFRecord framing: len (u64 LE) | masked crc32c(len) | data | masked crc32c(data) -------------
+
+class RecordError(ValueError):
+    """A shard that is not whole: a truncated record or a checksum that does not match."""
+
+
+def masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(bytes(data))
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(record: bytes) -> bytes:
+    """One record in TFRecord framing."""
+    length = struct.pack("<Q", len(record))
+    return b"".join((length, struct.pack("<I", masked_crc(length)), record,
+                     struct.pack("<I", masked_crc(record))))
+
+
+def read_records(fileobj: BinaryIO) -> Iterator[bytes]:
+    """The records of a gzip-compressed TFRecord file (a shard), checksums checked, without TensorFlow."""
+    with gzip.GzipFile(fileobj=fileobj) as f:
+        while True:
+            head = f.read(12)
+            if not head:
+                return
+            if len(head) < 12 or struct.unpack("<I", head[8:])[0] != masked_crc(head[:8]):
+                raise RecordError("a record's length is truncated or corrupt")
+            (length,) = struct.unpack("<Q", head[:8])
+            data, crc = f.read(length), f.read(4)
+            if len(data) < length or len(crc) < 4 or struct.unpack("<I", crc)[0] != masked_crc(data):
+                raise RecordError("a record is truncated or corrupt")
+            yield data
+
+
+# --- Example decoding without TensorFlow (the wire format encode_example writes) ------------------
+
+def _varint_at(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
+    """``(field number, wire type, value)`` of a protobuf message: an int for varints, a memoryview
+    for length-delimited and fixed-width fields."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint_at(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint_at(buf, pos)
+        elif wire == 2:
+            length, pos = _varint_at(buf, pos)
+            value, pos = buf[pos:pos + length], pos + length
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            value, pos = buf[pos:pos + width], pos + width
+        else:
+            raise RecordError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, value
+
+
+def _feature_values(buf: memoryview):
+    """A ``Feature`` message: a list of bytes, a float32 array or an int64 array."""
+    for kind, _, values in _fields(buf):
+        if kind == 1:                                     # bytes_list
+            return [bytes(v) for n, _, v in _fields(values) if n == 1]
+        if kind == 2:                                     # float_list: packed, or one float a field
+            parts = [np.frombuffer(v, "<f4") for n, _, v in _fields(values) if n == 1]
+            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if kind == 3:                                     # int64_list: packed varints, or one a field
+            out = []
+            for n, wire, v in _fields(values):
+                if n != 1:
+                    continue
+                if wire == 0:
+                    out.append(v)
+                else:
+                    pos = 0
+                    while pos < len(v):
+                        x, pos = _varint_at(v, pos)
+                        out.append(x)
+            return np.array([x - (1 << 64) if x >= 1 << 63 else x for x in out], np.int64)
+    return []
+
+
+def decode_example(data: bytes, cfg: FeatureConfig) -> dict:
+    """One window's record as numpy values shaped as :func:`parse_examples` gives them: ``logmel``
+    ``(n_mels, frames)``, ``mfcc`` ``(n_mfcc, frames)``, int and float scalars, bytes strings."""
+    raw = {}
+    for number, _, features in _fields(memoryview(data)):
+        if number != 1:                                   # Example.features
+            continue
+        for entry_number, _, entry in _fields(features):  # Features.feature map entries
+            if entry_number != 1:
+                continue
+            key, value = None, None
+            for n, _, v in _fields(entry):
+                if n == 1:
+                    key = bytes(v).decode("utf-8")
+                elif n == 2:
+                    value = v
+            raw[key] = _feature_values(value) if value is not None else []
+    out = {"logmel": raw["logmel"].reshape(cfg.logmel_shape), "mfcc": raw["mfcc"].reshape(cfg.mfcc_shape)}
+    out.update({k: np.int64(raw[k][0]) for k in _INT_KEYS})
+    out.update({k: np.float32(raw[k][0]) for k in _FLOAT_KEYS})
+    out.update({k: raw[k][0] if len(raw.get(k, [])) else b"" for k in _STRING_KEYS})
+    return out

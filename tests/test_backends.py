@@ -79,3 +79,44 @@ def test_a_bundle_saved_under_tensorflow_predicts_the_same_under_jax(tiny_bundle
     tf_probs = np.asarray(model.predict_on_batch(x)["emotion"])
     jax_probs = np.asarray(under_jax("predict", tiny_bundle[0] / "model.keras")["probs"])
     assert np.allclose(tf_probs, jax_probs, atol=1e-5)
+
+
+NO_TF_FIT = r"""
+import importlib.abc, json, sys
+class Refuse(importlib.abc.MetaPathFinder):   # TensorFlow is not there, as on a JAX-only GPU machine
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, Refuse())
+import keras, numpy as np
+from ser_model.arrays import WindowBatches, load_windows
+from ser_model.feature_dir import open_feature_dir
+from ser_model.model import build_model
+from ser_model.train import compile_model
+assert keras.backend.backend() == "jax"
+fdir = open_feature_dir(sys.argv[1])
+windows = load_windows(fdir, ("train",))
+batches = WindowBatches(windows, 4, np.ones(len(fdir.label_set.classes), "float32"), True, seed=0)
+keras.utils.set_random_seed(1)
+model = build_model({"backbone": "densenet_tiny", "weights": None, "mel_pool": [4, 4], "mfcc_filters": [8],
+                     "dropout": 0.1, "gender_head": True}, len(fdir.label_set.classes),
+                    fdir.features.logmel_shape, fdir.features.mfcc_shape, fdir.stats)
+compile_model(model, {"epochs": 1, "warmup_epochs": 0, "learning_rate": 1e-3, "label_smoothing": 0.1,
+                      "weight_decay": 1e-4}, len(batches), True, 0.2)
+history = model.fit(batches, epochs=2, verbose=0).history
+print(json.dumps({"windows": len(windows["label_id"]), "steps": len(batches), "loss": history["loss"],
+                  "tensorflow_loaded": any(m.split(".")[0] == "tensorflow" for m in sys.modules)}))
+"""
+
+
+def test_the_model_trains_on_the_shards_under_jax_without_tensorflow(feature_dir):
+    """The TF-free input path (ser_model.arrays) reads the pipeline's shards and feeds fit on JAX."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", NO_TF_FIT, str(feature_dir)], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    manifest = json.loads((feature_dir / "manifest.json").read_text())
+    assert out["windows"] == manifest["windows"]["train"]          # every train window, once
+    assert out["steps"] == out["windows"] // 4 and len(out["loss"]) == 2 and all(np.isfinite(out["loss"]))
+    assert not out["tensorflow_loaded"]
