@@ -12,7 +12,7 @@ gain, noise, band limits), which lives in ``ser_model.data`` as TensorFlow ops.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import keras
 import numpy as np
@@ -22,6 +22,15 @@ from ser_model.feature_dir import FeatureDir
 from ser_model.records import GENDER_CLASSES, decode_example, read_records
 
 META_KEYS = ("label_id", "gender", "corpus", "speaker", "path", "window_index")
+
+
+def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
+    """n / (k * count_c): every class contributes equally to the loss; absent classes get 0."""
+    counts = np.asarray(counts, np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
 
 
 def load_windows(fdir: FeatureDir, splits: Iterable[str] = ("train",), speakers=None) -> dict[str, np.ndarray]:
@@ -78,3 +87,56 @@ class WindowBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self.order = self.rng.permutation(len(self.order))
+
+
+# --- The trainer's input functions (ser_model.data's, without TensorFlow) -------------------------
+
+def _splits(split) -> tuple[str, ...]:
+    return (split,) if isinstance(split, str) else tuple(split)
+
+
+_LOADED: dict = {}   # the last few (folder, splits, speakers) loaded: counted, then batched, in one run
+
+
+def _windows(fdir: FeatureDir, split, speakers) -> dict:
+    key = (fdir.path, _splits(split), None if speakers is None else tuple(sorted(speakers)))
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_windows(fdir, key[1], speakers)
+    return _LOADED[key]
+
+
+def class_counts(fdir: FeatureDir, split="train", speakers=None) -> np.ndarray:
+    """Windows per class in a split or several; ``speakers``: only these ``(corpus, speaker)`` pairs."""
+    labels = _windows(fdir, split, speakers)["label_id"]
+    return np.bincount(labels, minlength=len(fdir.label_set.classes)).astype(np.int64)
+
+
+def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weights: np.ndarray,
+                  gender_head: bool, seed: int, splits: tuple[str, ...] = ("train",),
+                  speakers=None) -> WindowBatches:
+    """Shuffled batches of ``(inputs, targets, sample weights)`` (no augmentation on this path)."""
+    return WindowBatches(_windows(fdir, splits, speakers), train_cfg["batch_size"], class_weights, gender_head,
+                         seed=seed)
+
+
+class EvalBatches(keras.utils.PyDataset):
+    """Batches of ``(inputs, metadata)`` in a fixed order, for evaluation and prediction."""
+
+    def __init__(self, windows: dict, batch_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.windows, self.batch_size = windows, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.windows["label_id"]) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        w = self.windows
+        return ({"logmel": w["logmel"][rows][..., None], "mfcc": w["mfcc"][rows][..., None]},
+                {k: w[k][rows] for k in META_KEYS})
+
+
+def eval_dataset(fdir: FeatureDir, split, batch_size: int, cache: bool = False, speakers=None) -> EvalBatches:
+    return EvalBatches(_windows(fdir, split, speakers), batch_size)

@@ -15,6 +15,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from ser_model.arrays import balanced_class_weights  # noqa: F401  (part of this module's API)
 from ser_model.feature_dir import FeatureDir, FeatureMismatch, open_feature_dir
 from ser_model.features import mel_band_centres_hz
 from ser_model.records import GENDER_CLASSES, GENDERS, parse_examples
@@ -100,15 +101,6 @@ def file_speakers(fdir: FeatureDir) -> dict[str, tuple[str, str]]:
         for path, corpus, speaker in zip(*(batch[k].numpy() for k in ("path", "corpus", "speaker"))):
             out[path.decode()] = (corpus.decode(), speaker.decode())
     return out
-
-
-def balanced_class_weights(counts: np.ndarray) -> np.ndarray:
-    """n / (k * count_c): every class contributes equally to the loss; absent classes get 0."""
-    counts = np.asarray(counts, np.float64)
-    present = counts > 0
-    weights = np.zeros_like(counts)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights.astype(np.float32)
 
 
 def mfcc_of(logmel: tf.Tensor, n_mfcc: int) -> tf.Tensor:

@@ -146,9 +146,9 @@ def write_report(rep: Mapping, out_dir: Path, title: str) -> None:
 
 def predict_split(model, fdir, split: str, batch_size: int = 64):
     """Window probabilities (and gender probabilities) of a whole split, with its metadata."""
-    from ser_model.data import eval_dataset
+    from ser_model.train import input_functions
 
-    return predict_dataset(model, eval_dataset(fdir, split, batch_size))
+    return predict_dataset(model, input_functions().eval_dataset(fdir, split, batch_size))
 
 
 def predict_dataset(model, dataset):
@@ -160,7 +160,7 @@ def predict_dataset(model, dataset):
         if "gender" in out:
             gender.append(np.asarray(out["gender"]))
         for key, value in batch_meta.items():
-            value = value.numpy()
+            value = np.asarray(value)   # a tensor (tf.data) or an array (ser_model.arrays)
             meta[key].extend(v.decode() if isinstance(v, bytes) else v for v in value)
     meta = {k: np.asarray(v) for k, v in meta.items()}
     return np.concatenate(probs), (np.concatenate(gender) if gender else None), meta

@@ -46,23 +46,63 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
 def split_cpu(n_devices: int) -> None:
     """Split the CPU into ``n_devices`` logical devices, so that :func:`setup_devices` mirrors over
     them: the multi-device path on a machine without GPUs (tests). Call before TensorFlow runs anything."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":   # XLA reads this when JAX first looks for devices
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n_devices}"
+        return
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n_devices)
 
 
+def input_functions():
+    """The trainer's input module: ``ser_model.data`` (tf.data, augmented) with TensorFlow as the
+    Keras backend, ``ser_model.arrays`` (numpy, no TensorFlow) with any other."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from ser_model import data
+        return data
+    from ser_model import arrays
+    return arrays
+
+
+class _NoStrategy:
+    """``strategy.scope()`` where Keras's own distribution API (not tf.distribute) places the model."""
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def setup_devices(seed: int):
     """Seed everything; a distribution strategy over every visible device and its description.
 
-    GPUs: mixed precision and a MirroredStrategy over all of them (data-parallel:
-    each global batch is split between the devices and the gradients summed).
-    Several logical CPU devices (:func:`split_cpu`): a MirroredStrategy over them.
+    On TensorFlow: GPUs get mixed precision and a MirroredStrategy over all of
+    them (data-parallel: each global batch is split between the devices and the
+    gradients summed); several logical CPU devices (:func:`split_cpu`) a
+    MirroredStrategy over them. On other backends (JAX): Keras's ``DataParallel``
+    distribution over every device when there are several, bf16 mixed precision
+    on GPUs.
     """
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
+    if keras.backend.backend() != "tensorflow":
+        devices = keras.distribution.list_devices()
+        gpus = [d for d in devices if not str(d).lower().startswith("cpu")]
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        kind = f"{len(gpus)} GPU(s), mixed precision" if gpus else f"CPU ({os.cpu_count()} cores)"
+        if len(devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            kind += f", data-parallel over {len(devices)} devices"
+        return _NoStrategy(), f"{kind}, Keras on {keras.backend.backend()}"
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         for gpu in gpus:
@@ -88,11 +128,11 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
     import keras
     import numpy as np
 
-    from ser_model import data as D
     from ser_model.callbacks import ResumableState, ValidationUAR
     from ser_model.model import build_model
 
     strategy, device = setup_devices(cfg["seed"])
+    D = input_functions()
     t, m = cfg["training"], cfg["model"]
     classes = fdir.label_set.classes
     counts = D.class_counts(fdir, splits, speakers=speakers)
@@ -106,7 +146,9 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
     print(f"device: {device}; {n_windows} training windows, {steps} steps/epoch; "
           f"classes {list(classes)}; windows per class {counts.tolist()}", flush=True)
     train_ds = D.train_dataset(fdir, t, cfg["augment"], weights, m["gender_head"], cfg["seed"],
-                               splits=splits, speakers=speakers).repeat()
+                               splits=splits, speakers=speakers)
+    if hasattr(train_ds, "repeat"):   # tf.data; a PyDataset starts over every epoch by itself
+        train_ds = train_ds.repeat()
 
     work.mkdir(parents=True, exist_ok=True)
     state = ResumableState(work / "state", every_steps=t["checkpoint_every_steps"])
@@ -125,8 +167,9 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
     if max_steps:
         epochs = min(epochs, initial_epoch + max(1, -(-max_steps // steps)))
         steps = min(steps, max_steps)
-    callbacks = [state, keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch"),
-                 keras.callbacks.CSVLogger(str(work / "history.csv"), append=True)]
+    callbacks = [state, keras.callbacks.CSVLogger(str(work / "history.csv"), append=True)]
+    if keras.backend.backend() == "tensorflow":   # TensorBoard's writer is TensorFlow's
+        callbacks.insert(1, keras.callbacks.TensorBoard(str(work / "logs"), update_freq="epoch"))
     validation = None
     if val_ds is not None:
         validation = ValidationUAR(val_ds, classes, patience=t["early_stopping_patience"],
@@ -158,13 +201,12 @@ def fit_and_export(fdir, cfg: Mapping, output: str, work: Path, max_steps: int |
 
     ``crossval``: :func:`ser_model.crossval.evidence` of reports of the same recipe, kept in the
     bundle's metrics.json (``crossval``) and leading its model card."""
-    from ser_model import data as D
     from ser_model.bundle import save_bundle
     from ser_model.evaluate import evaluate_split, format_report
     from ser_model.model_card import model_card
 
     splits = ("train", "val") if train_on == "train+val" else ("train",)
-    val_ds = D.eval_dataset(fdir, "val", batch_size=64, cache=True)
+    val_ds = input_functions().eval_dataset(fdir, "val", batch_size=64, cache=True)
     model, facts = fit(fdir, cfg, work, max_steps, splits=splits, val_ds=val_ds,
                        early_stopping=train_on == "train")
     rep = evaluate_split(model, fdir, "test")

@@ -120,3 +120,32 @@ def test_the_model_trains_on_the_shards_under_jax_without_tensorflow(feature_dir
     assert out["windows"] == manifest["windows"]["train"]          # every train window, once
     assert out["steps"] == out["windows"] // 4 and len(out["loss"]) == 2 and all(np.isfinite(out["loss"]))
     assert not out["tensorflow_loaded"]
+
+
+NO_TF_CLI = r"""
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):   # TensorFlow is not there, as on a JAX-only GPU machine
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, Refuse())
+from ser_cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_ser_train_runs_under_jax_without_tensorflow_data_parallel_over_two_devices(feature_dir, tmp_path):
+    """`ser train` on Keras's JAX backend, TensorFlow unimportable: the TF-free input path, Keras's
+    DataParallel over two CPU devices, a bundle written and loadable."""
+    from tests.conftest import TINY
+
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    out = tmp_path / "bundle"
+    proc = subprocess.run([sys.executable, "-c", NO_TF_CLI, "train", "--features", str(feature_dir), "--output",
+                           str(out), *TINY, "--max_steps", "3", "--cpu_devices", "2"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "data-parallel over 2 devices, Keras on jax" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["window"]["n"] > 0 and "Keras on jax" in metrics["training"]["device"]
+    assert (out / "model.keras").is_file()
