@@ -230,14 +230,14 @@ def list_files(pattern: str) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def upload_tree(local_folder: str, url: str) -> None:
-    """Copy a local folder's files to ``url`` (a folder URL), each file whole."""
-    for dirpath, _, names in os.walk(local_folder):
-        for name in sorted(names):
-            src = os.path.join(dirpath, name)
-            rel = os.path.relpath(src, local_folder).replace(os.sep, "/")
-            with open(src, "rb") as f, open_write(join(url, rel)) as out:
-                shutil.copyfileobj(f, out, 1 << 20)
+def upload_tree(local_folder: str, url: str, last: str | None = None) -> None:
+    """Copy a local folder's files to ``url`` (a folder URL), each file whole; ``last`` (a file
+    name) is uploaded after all the others."""
+    names = sorted(os.path.relpath(os.path.join(d, n), local_folder).replace(os.sep, "/")
+                   for d, _, ns in os.walk(local_folder) for n in ns)
+    for rel in sorted(names, key=lambda r: r == last):
+        with open(os.path.join(local_folder, *rel.split("/")), "rb") as f, open_write(join(url, rel)) as out:
+            shutil.copyfileobj(f, out, 1 << 20)
 
 
 def publish_tree(local_folder: str, url: str, last: str) -> None:
@@ -245,11 +245,7 @@ def publish_tree(local_folder: str, url: str, last: str) -> None:
     uploading it last: a reader that checks for ``last`` never uses a half-written folder."""
     delete([join(url, last)])
     delete_tree(url)
-    names = sorted(os.path.relpath(os.path.join(d, n), local_folder).replace(os.sep, "/")
-                   for d, _, ns in os.walk(local_folder) for n in ns)
-    for rel in sorted(names, key=lambda r: r == last):
-        with open(os.path.join(local_folder, *rel.split("/")), "rb") as f, open_write(join(url, rel)) as out:
-            shutil.copyfileobj(f, out, 1 << 20)
+    upload_tree(local_folder, url, last=last)
 
 
 def download_tree(url: str, local_folder: str) -> None:
