@@ -117,7 +117,11 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
             return 2
         if local:
             command.tune_local(options, argv, n_files)
-    layout = RunLayout(n_files, list_shards(options, argv))
+    try:
+        layout = RunLayout(n_files, list_shards(options, argv))
+    except (OSError, TimeoutError) as err:   # a Dask scheduler that cannot be reached
+        print(f"{command.prog}: error: {err}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
         if local and not dry_run:
@@ -143,6 +147,8 @@ def list_shards(options: PipelineOptions, argv: list[str]) -> int:
     thread of the cluster's workers), one elsewhere."""
     if not uses_dask(options):
         return 1
+    if is_dry_run(options):
+        return PARTITIONS_PER_DASK_THREAD
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
     dask = options.view_as(DaskOptions)
@@ -158,9 +164,13 @@ def dask_threads(dask) -> int:
         return os.cpu_count() or 1
     import distributed
 
-    with distributed.Client(address=dask.address, scheduler_file=dask.scheduler_file,
-                            timeout=dask.timeout or 30) as client:
-        return max(1, sum(client.nthreads().values()))
+    where = dask.address or dask.scheduler_file
+    try:
+        with distributed.Client(address=dask.address, scheduler_file=dask.scheduler_file,
+                                timeout=dask.timeout or 30) as client:
+            return max(1, sum(client.nthreads().values()))
+    except (OSError, TimeoutError) as err:
+        raise OSError(f"cannot reach the Dask scheduler at {where}: {err}") from err
 
 
 def console_logging(verbose: bool = False) -> None:

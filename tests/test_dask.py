@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import audiogen
-from tests.conftest import ser
+from tests.conftest import REPO, ser
 from tests.dask_cluster import Cluster
 
 DASK = ["--runner", "apache_beam.runners.dask.dask_runner.DaskRunner"]
@@ -114,3 +114,11 @@ def kill_when_busy(cluster, name, timeout=120):
                 break
             time.sleep(0.05)
     cluster.kill(name)
+
+
+def test_a_scheduler_that_cannot_be_reached_is_a_one_line_error(tmp_path):
+    proc = ser("score", "--input", REPO / "examples", "--output", tmp_path / "s", *DASK,
+               "--dask_client_address", "127.0.0.1:1", "--dask_connection_timeout", "3")
+    assert proc.returncode == 2
+    assert "ser score: error: cannot reach the Dask scheduler at 127.0.0.1:1" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
