@@ -95,8 +95,9 @@ def _window_normaliser(mode: str, kind: str, name: str) -> keras.layers.Layer | 
         raise ValueError(f"model.window_norm must be one of {WINDOW_NORMS}, not {mode!r}")
     if mode == "none":
         return None
-    # Inputs are (batch, bands, frames, 1): axis 2 is time, axes (1, 2) the whole image.
-    axes = [1, 2] if (mode == "level" and kind == "logmel") else [2]
+    # Inputs are (batch, bands, frames, 1): axes (2, 3) are time (the channel axis has one value),
+    # axes (1, 2, 3) the whole image. Trailing axes: PyTorch's layer norm takes no other.
+    axes = [1, 2, 3] if (mode == "level" and kind == "logmel") else [2, 3]
     return keras.layers.LayerNormalization(axis=axes, center=False, scale=False, name=name)
 
 

@@ -19,8 +19,8 @@ import keras, numpy as np
 from ser_model.features import FeatureConfig
 from ser_model.model import build_model
 from ser_model.train import compile_model
-assert keras.backend.backend() == "jax"
-mode, path = sys.argv[1], sys.argv[2]
+mode, path, backend = sys.argv[1], sys.argv[2], sys.argv[3]
+assert keras.backend.backend() == backend
 cfg = FeatureConfig()
 rng = np.random.default_rng(0)
 def inputs(n):
@@ -51,16 +51,25 @@ else:
 """
 
 
-def under_jax(*args):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=600)
+def under_jax(*args, backend="jax"):
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
+    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *map(str, args), backend], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_the_model_trains_saves_and_reloads_under_jax(tmp_path):
     out = under_jax("train", tmp_path / "jax.keras")
+    assert len(out["loss"]) == 1 and np.isfinite(out["loss"][0])
+    assert out["weights_changed"] and out["reload_same"]
+
+
+def test_the_model_trains_saves_and_reloads_under_pytorch(tmp_path):
+    """Opt-in: runs where PyTorch is installed (not in requirements-dev: see README)."""
+    pytest.importorskip("torch")
+    out = under_jax("train", tmp_path / "torch.keras", backend="torch")
     assert len(out["loss"]) == 1 and np.isfinite(out["loss"][0])
     assert out["weights_changed"] and out["reload_same"]
 
