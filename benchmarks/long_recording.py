@@ -7,7 +7,7 @@ music-like chords and tones), written as a 16 kHz FLAC file. It is scored twice
 on the local runner, with ``--direct_num_workers 1`` and with the default (a
 worker per core); voice activity on (the default). Reported per run: wall time,
 real-time factor (wall / audio duration), the peak memory of the whole process
-tree (the sum of every process's resident set, sampled every 0.2 s) and of its
+tree (the sum of every process's resident set, sampled every 0.1 s) and of its
 largest process, the windows scored; and the ratio of the two walls (issue 14's target: >= 1.8x on 2
 cores). The voice-activity pass alone (``ser_model.vad.speech_segments`` over
 the file, in this process) is timed too, as a share of the one-worker wall.
@@ -19,68 +19,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.features_throughput import audio_files  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.score_throughput import run_measured  # noqa: E402
+from benchmarks.vad_accuracy import clean_clips  # noqa: E402
 from tests.archivegen import RATE, make_archive  # noqa: E402
-
-CLEAN = ("ravdess", "tess", "savee")
-
-
-def tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """Resident memory of a process and its descendants: the sum, and the largest single process."""
-    sizes = []
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            sizes.append(p.memory_info().rss)
-        except psutil.NoSuchProcess:
-            continue
-    return sum(sizes), max(sizes, default=0)
 
 
 def score(path: Path, output: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "ser_cli.main", "score", "--input", str(path), "--output", str(output),
-           "--windows", *extra]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, largest, watched = 0, 0, psutil.Process(proc.pid)
-
-    def watch():
-        nonlocal peak, largest
-        while proc.poll() is None:
-            try:
-                total, one = tree_rss(watched)
-            except psutil.NoSuchProcess:
-                break
-            peak, largest = max(peak, total), max(largest, one)
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    out, err = proc.communicate()
-    watcher.join()
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    wall, peak, largest, proc = run_measured([sys.executable, "-m", "ser_cli.main", "score", "--input", str(path),
+                                              "--output", str(output), "--windows", *extra])
     import pyarrow.parquet as pq
 
     windows = pq.read_table(f"{output}.windows.parquet").num_rows
     return {"wall_s": round(wall, 1), "peak_rss_tree_mib": round(peak / 2**20),
             "peak_rss_largest_process_mib": round(largest / 2**20), "windows": windows,
-            "summary": out.strip().splitlines()[0]}
+            "summary": proc.stdout.strip().splitlines()[0]}
 
 
 def main() -> int:
@@ -93,9 +56,7 @@ def main() -> int:
     from ser_model.bundle import read_bundle_meta
     from ser_model.vad import VadConfig, speech_segments
 
-    clips = [f for f in audio_files(Path(args.input)) if "originals" not in f.parts
-             and any(c in f.parts for c in CLEAN)]
-    random.Random(args.seed).shuffle(clips)
+    clips = clean_clips(Path(args.input), args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wave, truth = make_archive(clips, args.minutes * 60, args.seed)

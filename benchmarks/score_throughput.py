@@ -36,30 +36,38 @@ from benchmarks.features_throughput import audio_files  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
-    total, stack = 0, [pid]
+def process_tree_rss(pid: int) -> list[int]:
+    """Resident memory of a process and of each of its descendants, in bytes."""
+    sizes, stack = [], [pid]
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                sizes.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
             for task in os.listdir(f"/proc/{p}/task"):  # children are listed per creating thread
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     stack += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
+    return sizes
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    return sum(process_tree_rss(pid))
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, int, subprocess.CompletedProcess]:
+    """``(wall seconds, peak bytes of the whole process tree, peak bytes of its largest process,
+    the finished process)`` of a command run from the repository; exits if it fails."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0]
+    peak = [0, 0]
 
     def sample():
         while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            sizes = process_tree_rss(proc.pid)
+            peak[0], peak[1] = max(peak[0], sum(sizes)), max(peak[1], max(sizes, default=0))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample)
@@ -69,7 +77,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProces
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed:\n{err[-3000:]}")
-    return wall, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return wall, peak[0], peak[1], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def naive_loop(files: list[Path], model_path: str) -> dict:
@@ -130,7 +138,7 @@ def main():
             (listing / f"{i // 500:03d}").mkdir(parents=True, exist_ok=True)
             (listing / f"{i // 500:03d}" / f"{i:05d}_{f.name}").symlink_to(f.resolve())
         print(f"pipeline over {len(files)} files ...", flush=True)
-        wall, peak, proc = run_measured([*ser, "--input", str(listing), "--output", f"{tmp}/sample"])
+        wall, peak, _, proc = run_measured([*ser, "--input", str(listing), "--output", f"{tmp}/sample"])
         import pyarrow.parquet as pq
 
         rows = pq.read_table(f"{tmp}/sample.files.parquet").to_pylist()
@@ -145,7 +153,7 @@ def main():
         long_path = Path(tmp) / "long.flac"
         long_s = long_recording(files, args.long_minutes, long_path)
         print(f"long recording {long_s / 60:.1f} min ...", flush=True)
-        wall, peak, proc = run_measured([*ser, "--input", str(long_path), "--output", f"{tmp}/long", "--windows"])
+        wall, peak, _, proc = run_measured([*ser, "--input", str(long_path), "--output", f"{tmp}/long", "--windows"])
         long = {"audio_s": round(long_s, 1), "wall_s": round(wall, 2), "realtime_factor": round(long_s / wall, 1),
                 "peak_rss_mb": round(peak / 2 ** 20), "target_peak_rss_mb": 1536}
         print(json.dumps(long), flush=True)

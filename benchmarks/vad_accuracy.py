@@ -62,6 +62,13 @@ def non_speech_covered(spans, truth, duration_s: float) -> float:
     return frame_scores(spans, truth, duration_s)["non_speech_s_called_speech"]
 
 
+def clean_clips(root: Path, seed: int) -> list[Path]:
+    """The clean corpora's clips under ``root`` (not the untouched originals), in a seeded order."""
+    clips = [f for f in audio_files(root) if "originals" not in f.parts and any(c in f.parts for c in CLEAN)]
+    random.Random(seed).shuffle(clips)
+    return clips
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--input", default=str(REPO.parent / "shared" / "corpora"))
@@ -69,9 +76,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "vad_accuracy.json"))
     args = p.parse_args()
-    clips = [f for f in audio_files(Path(args.input)) if "originals" not in f.parts
-             and any(c in f.parts for c in CLEAN)]
-    random.Random(args.seed).shuffle(clips)
+    clips = clean_clips(Path(args.input), args.seed)
     wave, truth = make_archive(clips, args.minutes * 60, seed=args.seed)
     duration = len(wave) / RATE
     results = {}
