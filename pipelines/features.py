@@ -45,7 +45,6 @@ from pipelines.launch import (GLOB_CHARS, PipelineCommand, RunLayout, UsageError
 from pipelines.options import FEATURES_INPUT_HELP, FEATURES_OUTPUT_HELP, FeaturesOptions, IOOptions
 from pipelines.portable import combine_once, gather, list_inputs
 from pipelines.tagged import by_tag
-from pipelines.tfrecord_sink import read_bytes, write_text
 
 MAX_FILE_BYTES = 2 * 1024 ** 3  # beyond any training clip; larger files are dead letters
 USER_CORPUS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -103,7 +102,7 @@ def own_manifest(name: str, path: str, table) -> tuple:
     """The Utterances a manifest lists (read and checked at launch)."""
     if not storage.exists(path):
         raise FileNotFoundError(f"--input {name}={path}: no such manifest")
-    return tuple(read_manifest(read_bytes(path).decode("utf-8-sig"), path, name, table))
+    return tuple(read_manifest(storage.read_bytes(path).decode("utf-8-sig"), path, name, table))
 
 
 def make_job(opts: FeaturesOptions, io: IOOptions) -> Job:
@@ -195,11 +194,11 @@ def _write_summary(results: list, staging: str, job: Job) -> None:
     ``[("summary", Summary), ("plan", plan)]``."""
     results = dict(results)
     summary, plan = results["summary"], results["plan"]
-    write_text(f"{staging}/dead_letters.jsonl", to_jsonl(summary.dead_letters))
+    storage.write_text(f"{staging}/dead_letters.jsonl", to_jsonl(summary.dead_letters))
     if summary.stats.count:  # no train split: nothing to normalise with; the trainer says so
-        write_text(f"{staging}/stats.json", json.dumps(summary.stats.to_json(), indent=1))
-    write_text(f"{staging}/counts.json",
-               json.dumps(manifest_from_counts(summary.counts, plan["matched"], job), indent=1, sort_keys=True))
+        storage.write_text(f"{staging}/stats.json", json.dumps(summary.stats.to_json(), indent=1))
+    counts = manifest_from_counts(summary.counts, plan["matched"], job)
+    storage.write_text(f"{staging}/counts.json", json.dumps(counts, indent=1, sort_keys=True))
 
 
 def manifest_from_counts(counter: Counter, n_matched: int, job: Job) -> dict:
@@ -256,10 +255,10 @@ def publish(staging: str, output: str, job: Job, counts: dict) -> dict:
     targets = [output + p[len(staging):] for p in staged]
     for src, dst in zip(staged, targets):
         storage.replace(src, dst)
-    write_text(f"{output}/features.json", json.dumps(job.features_json(), indent=1))
+    storage.write_text(f"{output}/features.json", json.dumps(job.features_json(), indent=1))
     manifest = {**counts, "format": "ser-manifest/1",
                 "files": sorted(t[len(output) + 1:] for t in targets) + ["features.json"]}
-    write_text(f"{output}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    storage.write_text(f"{output}/manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
     _delete_tree(staging)
     return manifest
 
@@ -305,7 +304,7 @@ class FeaturesCommand(PipelineCommand):
         _delete_tree(job.staging)
 
     def finish(self, job, seconds):
-        counts = json.loads(read_bytes(f"{job.staging}/counts.json"))
+        counts = json.loads(storage.read_bytes(f"{job.staging}/counts.json"))
         if not counts["written"]:
             _delete_tree(job.staging)
             print(report(counts))

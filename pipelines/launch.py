@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import apache_beam as beam
@@ -127,7 +127,7 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
         if local and not dry_run:
             with ProgressLine(n_files, command.progress_label) as progress:
                 with beam.Pipeline(options=options) as p:
-                    command.build(p, job, RunLayout(n_files, layout.list_shards, progress.ticks))
+                    command.build(p, job, replace(layout, ticks=progress.ticks))
         else:
             with beam.Pipeline(options=options) as p:
                 command.build(p, job, layout)

@@ -38,7 +38,6 @@ from pipelines.portable import count, gather, list_inputs
 from pipelines.progress import Ticks
 from pipelines.tagged import by_tag
 from pipelines.worker import one_blas_thread
-from pipelines.tfrecord_sink import write_text
 from ser_model import storage
 from ser_model.aggregate import file_probabilities, segment_probabilities
 from ser_model.calibration import apply_temperature
@@ -366,7 +365,8 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
                               "SegmentRowList")
                        | "WriteSegments" >> beam.Map(write_table, "segments", f"{output}.segments.parquet",
                                                      segments_schema(classes), lambda r: (r["path"], r["segment"])))
-    written.append(gather(dead, "DeadList") | "WriteDead" >> beam.Map(write_dead_letters, f"{output}.dead_letters.jsonl"))
+    written.append(gather(dead, "DeadList")
+                   | "WriteDead" >> beam.Map(write_dead_letters, f"{output}.dead_letters.jsonl"))
     # Inputs are counted as distinct paths, as they are scored (a file matched twice is one input).
     written.append(count(files | "Paths" >> beam.Map(lambda m: m.path) | "DistinctPaths" >> beam.Distinct(),
                          "CountInputs")
@@ -387,7 +387,7 @@ def write_table(rows: list[dict], name: str, path: str, schema, sort_key) -> tup
 
 
 def write_dead_letters(rows: list[dict], path: str) -> tuple[str, int]:
-    write_text(path, to_jsonl(rows))
+    storage.write_text(path, to_jsonl(rows))
     return "failed", len(rows)
 
 
@@ -398,7 +398,7 @@ def write_counts(facts: list[tuple[str, object]], output: str) -> None:
     statuses = facts["statuses"]
     counts = {"inputs": facts["inputs"], "scored": statuses.get("scored", 0),
               "no_speech": statuses.get("no_speech", 0), "failed": facts["failed"]}
-    write_text(f"{output}.counts.json", json.dumps(counts))
+    storage.write_text(f"{output}.counts.json", json.dumps(counts))
 
 
 def summary_table(parquet_path: str, label_set) -> str:

@@ -1,8 +1,8 @@
 """Writing gzipped TFRecord files to any storage (ser_model.storage: local, gs://, s3://).
 
 TensorFlow's own writer has no s3:// support since tensorflow-io left, and we
-want the file bytes to be identical across reruns (gzip ``mtime=0``), so the
-framing is written here: ``len (u64 LE) | masked crc32c(len) | data | masked crc32c(data)``.
+want the file bytes to be identical across reruns (gzip ``mtime=0``), so shards
+are written here, in the framing of ``ser_model.records.frame``.
 """
 
 from __future__ import annotations
@@ -49,12 +49,3 @@ class TFRecordGzipWriter:
 
     def abort(self) -> None:
         self._raw.abort()
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a small text file (atomically; any storage, ser_model.storage)."""
-    storage.write_text(path, text)
-
-
-def read_bytes(path: str) -> bytes:
-    return storage.read_bytes(path)

@@ -24,7 +24,7 @@ from ser_model.stats import FeatureStats
 from pipelines.dead_letters import DEAD, dead_letter
 from pipelines.progress import Ticks
 from pipelines.worker import one_blas_thread
-from pipelines.tfrecord_sink import TFRecordGzipWriter, read_bytes
+from pipelines.tfrecord_sink import TFRecordGzipWriter
 
 # Tags of the steps' outputs (see pipelines.tagged); dead letters are tagged DEAD.
 UTTERANCES, COUNTS, STATS = "utterances", "counts", "stats"
@@ -95,7 +95,7 @@ def input_facts(element):
     _, meta = element
     yield "matched", 1
     if meta.path.endswith("/" + CREMAD_DEMOGRAPHICS):
-        yield "genders", parse_demographics(read_bytes(meta.path).decode("utf-8", "replace"))
+        yield "genders", parse_demographics(storage.read_bytes(meta.path).decode("utf-8", "replace"))
 
 
 def utterance_fact(element, split_cfg: SplitConfig):
@@ -218,7 +218,7 @@ class WriteShard(beam.DoFn):
                 size = file_size(utt.path)
             if self.max_bytes and size > self.max_bytes:
                 raise audio.AudioError("too-large", f"{size} bytes exceeds the {self.max_bytes}-byte limit")
-            data = read_bytes(utt.path)
+            data = storage.read_bytes(utt.path)
             stage = "decode"
             windows, duration = featurize_bytes(data, self.cfg)
         except audio.AudioError as err:

@@ -49,7 +49,8 @@ def split_cpu(n_devices: int) -> None:
     import keras
 
     if keras.backend.backend() != "tensorflow":   # XLA reads this when JAX first looks for devices
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n_devices}"
+        flag = f"--xla_force_host_platform_device_count={n_devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
         return
     import tensorflow as tf
 

@@ -51,13 +51,31 @@ else:
 """
 
 
-def under_jax(*args, backend="jax"):
+NO_TENSORFLOW = r"""
+import importlib.abc, json, sys
+class Refuse(importlib.abc.MetaPathFinder):   # TensorFlow is not there, as on a JAX-only GPU machine
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, Refuse())
+"""
+
+
+def run_script(script: str, *args, backend: str = "jax") -> subprocess.CompletedProcess:
+    """``python -c script args`` from the repository, with Keras on ``backend``."""
     path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
-    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT, *map(str, args), backend], capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600)
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def under_jax(*args, backend="jax"):
+    return last_json(run_script(JAX_SCRIPT, *args, backend, backend=backend))
 
 
 def test_the_model_trains_saves_and_reloads_under_jax(tmp_path):
@@ -90,13 +108,7 @@ def test_a_bundle_saved_under_tensorflow_predicts_the_same_under_jax(tiny_bundle
     assert np.allclose(tf_probs, jax_probs, atol=1e-5)
 
 
-NO_TF_FIT = r"""
-import importlib.abc, json, sys
-class Refuse(importlib.abc.MetaPathFinder):   # TensorFlow is not there, as on a JAX-only GPU machine
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ImportError(f"{name} is not installed here")
-sys.meta_path.insert(0, Refuse())
+NO_TF_FIT = NO_TENSORFLOW + r"""
 import keras, numpy as np
 from ser_model.arrays import WindowBatches, load_windows
 from ser_model.feature_dir import open_feature_dir
@@ -120,24 +132,14 @@ print(json.dumps({"windows": len(windows["label_id"]), "steps": len(batches), "l
 
 def test_the_model_trains_on_the_shards_under_jax_without_tensorflow(feature_dir):
     """The TF-free input path (ser_model.arrays) reads the pipeline's shards and feeds fit on JAX."""
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", NO_TF_FIT, str(feature_dir)], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = last_json(run_script(NO_TF_FIT, feature_dir))
     manifest = json.loads((feature_dir / "manifest.json").read_text())
     assert out["windows"] == manifest["windows"]["train"]          # every train window, once
     assert out["steps"] == out["windows"] // 4 and len(out["loss"]) == 2 and all(np.isfinite(out["loss"]))
     assert not out["tensorflow_loaded"]
 
 
-NO_TF_CLI = r"""
-import importlib.abc, sys
-class Refuse(importlib.abc.MetaPathFinder):   # TensorFlow is not there, as on a JAX-only GPU machine
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ImportError(f"{name} is not installed here")
-sys.meta_path.insert(0, Refuse())
+NO_TF_CLI = NO_TENSORFLOW + r"""
 from ser_cli.main import main
 main(sys.argv[1:])
 """
@@ -148,11 +150,9 @@ def test_ser_train_runs_under_jax_without_tensorflow_data_parallel_over_two_devi
     DataParallel over two CPU devices, a bundle written and loadable."""
     from tests.conftest import TINY
 
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
     out = tmp_path / "bundle"
-    proc = subprocess.run([sys.executable, "-c", NO_TF_CLI, "train", "--features", str(feature_dir), "--output",
-                           str(out), *TINY, "--max_steps", "3", "--cpu_devices", "2"],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    proc = run_script(NO_TF_CLI, "train", "--features", feature_dir, "--output", out, *TINY, "--max_steps", "3",
+                      "--cpu_devices", "2")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "data-parallel over 2 devices, Keras on jax" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
