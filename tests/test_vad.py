@@ -39,10 +39,16 @@ def test_silero_finds_no_speech_in_music_noise_tones_and_silence():
     assert speech_seconds(speech_segments(wave, VadConfig("silero"))) < 1.0
 
 
-def test_streaming_in_blocks_gives_the_segments_of_one_pass(archive):
-    wave, _ = archive
+def test_pieces_depend_on_the_recording_and_tile_its_frames():
+    from ser_model.vad import FRAME_SAMPLES, piece_spans
+
     cfg = VadConfig("silero")
-    assert speech_segments(wave, cfg, block_s=3.7) == speech_segments(wave, cfg, block_s=1000.0)
+    frame = FRAME_SAMPLES["silero"]
+    spans = piece_spans(150 * RATE + 100, cfg, piece_s=60.0)
+    assert [start for _, start, _ in spans] == [0, 1875 * frame, 3750 * frame]
+    assert all(end == nxt for (_, _, end), (_, nxt, _) in zip(spans, spans[1:]))
+    assert spans[-1][2] == (150 * RATE + 100) // frame * frame   # a last partial frame is no frame
+    assert spans[0][0] == 0 and all(start - read_from == 62 * frame for read_from, start, _ in spans[1:])   # ~2 s
 
 
 def test_frames_to_segments_bridges_pauses_drops_blips_and_pads():
@@ -67,3 +73,16 @@ def test_silero_runs_in_a_process_that_imported_tensorflow_first():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("[]")
+
+
+@pytest.mark.parametrize("name", ["silero", "webrtc"])
+def test_a_reset_detector_hears_as_a_new_one(archive, name):
+    from ser_model.vad import detector
+
+    wave, _ = archive
+    cfg = VadConfig(name)
+    used = detector(cfg)
+    used.frames(wave[: 20 * RATE] + 0.01)   # some state, and a partial frame left over
+    used.frames(wave[: 1001])
+    used.reset()
+    assert np.array_equal(used.frames(wave[20 * RATE: 30 * RATE]), detector(cfg).frames(wave[20 * RATE: 30 * RATE]))
