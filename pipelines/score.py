@@ -87,19 +87,29 @@ def file_groups(n_files: int) -> int:
     return max(min(n_files, MAX_SPREAD), -(-n_files // FILES_PER_GROUP), 1)
 
 
-# Tags of the steps' outputs (see pipelines.tagged); dead letters are tagged DEAD.
-CLIP, PIECE, LONG, CHUNK = "clip", "vad_piece", "long_file", "window_chunk"
-BATCH, INFO, PROBS = "batch", "file_info", "piece_probs"
+# What travels between the steps: (kind, path, payload) triples (see build_pipeline).
+CLIP, PIECE, LONG, PROBS = "clip", "vad_piece", "long_file", "piece_probs"
+CHUNK, INFO, BATCH, WINDOW = "window_chunk", "file_info", "batch", "window"
 
 
-def work_key(unit, n_files: int):
-    """The shuffle key of a unit of decoding work: a short file shares a group with others (``file_groups``);
-    every piece and window chunk of a long recording is a group of its own, so workers share its work."""
+def spread_key(element, n_files: int) -> str:
+    """The shuffle key of an element: short clips share groups (``file_groups``), every piece and window
+    chunk of a long recording is a group of its own (so the workers share one recording), and everything
+    else about a file meets in that file's group."""
     from ser_model.splits import stable_hash
 
-    if unit[0] == CLIP:
-        return f"files/{stable_hash('score-group', unit[1].path) % file_groups(n_files)}", unit
-    return f"{unit[0]}/{unit[1]}/{unit[2]}", unit
+    kind, path, payload = element
+    if kind == CLIP:
+        return f"files/{stable_hash('score-group', path) % file_groups(n_files)}"
+    if kind in (PIECE, CHUNK):
+        return f"{kind}/{path}/{payload[0]}"
+    return f"file/{path}"
+
+
+def spread(elements, label: str, n_files: int):
+    """Group the elements by :func:`spread_key` for the next step, which gets ``(key, [elements])``."""
+    return (elements | f"{label}Key" >> beam.Map(lambda e: (spread_key(e, n_files), e))
+            | f"{label}" >> beam.GroupByKey())
 
 
 class _Decoding(beam.DoFn):
@@ -117,20 +127,20 @@ class _Decoding(beam.DoFn):
         self._blas = one_blas_thread()
 
 
-def failed(path: str, err: Exception) -> tuple[str, tuple[str, dict]]:
-    """``(DEAD, (path, dead letter))`` for an exception met while reading ``path``."""
+def failed(path: str, err: Exception) -> tuple:
+    """``(DEAD, path, dead letter)`` for an exception met while reading ``path``."""
     from ser_model.audio import AudioError
 
     if isinstance(err, AudioError):
-        return DEAD, (path, dead_letter(path, "decode", err.kind, str(err)))
-    return DEAD, (path, dead_letter(path, "read", type(err).__name__, str(err)))
+        return DEAD, path, dead_letter(path, "decode", err.kind, str(err))
+    return DEAD, path, dead_letter(path, "read", type(err).__name__, str(err))
 
 
 class PlanFiles(_Decoding):
-    """A file -> its units of work, from its header. A short clip is one ``(CLIP, meta)``; a long
-    recording is, with voice activity on, its ``(PIECE, path, k, span)`` pieces and
-    ``(LONG, (path, facts))``, without, its ``(INFO, ...)`` and ``(CHUNK, path, c, [WindowSpec], last)``
-    window chunks (see ``ser_model.streaming``). A file that cannot be opened is a DEAD row."""
+    """A file -> its units of work, from its header. A short clip is one ``CLIP``; a long recording is,
+    with voice activity on, its ``PIECE`` s ``(k, span)`` and one ``LONG`` (its facts), without, its
+    ``INFO`` and ``CHUNK`` s ``(c, [WindowSpec], last)`` (see ``ser_model.streaming``). A file that cannot
+    be opened is a ``DEAD`` letter."""
 
     def process(self, meta):
         from ser_model import audio, streaming
@@ -147,7 +157,7 @@ class PlanFiles(_Decoding):
             self.ticks.tick()
             yield failed(path, err)
             return
-        yield from units if units is not None else [(CLIP, (CLIP, meta))]
+        yield from units if units is not None else [(CLIP, path, meta)]
 
     def _long(self, path, snd, duration):
         from ser_model import streaming
@@ -155,11 +165,11 @@ class PlanFiles(_Decoding):
         samples = streaming.model_rate_length(snd, self.cfg)
         if self.vad is not None:
             spans = streaming.vad_pieces(snd, self.cfg, self.vad)
-            yield LONG, (path, {"duration_s": duration, "pieces": len(spans), "samples": samples})
+            yield LONG, path, {"duration_s": duration, "pieces": len(spans), "samples": samples}
             for k, span in enumerate(spans):
-                yield PIECE, (PIECE, path, k, span)
+                yield PIECE, path, (k, span)
             return
-        yield INFO, (path, {"duration_s": duration, "speech_s": None, "segments": None})
+        yield INFO, path, {"duration_s": duration, "speech_s": None, "segments": None}
         yield from chunk_units(path, streaming.window_plan(samples, self.cfg), self.ticks)
 
 
@@ -168,54 +178,66 @@ def chunk_units(path: str, plan, ticks: Ticks):
 
     chunks = window_chunks(plan)
     for c, chunk in enumerate(chunks):
-        yield CHUNK, (CHUNK, path, c, chunk, c == len(chunks) - 1)
+        yield CHUNK, path, (c, chunk, c == len(chunks) - 1)
     if not chunks:
         ticks.tick()
 
 
 class VoicePieces(_Decoding):
-    """``(key, [(PIECE, path, k, span)])`` -> ``(PROBS, (path, (k, frame probabilities)))``, or a DEAD row."""
+    """``PIECE`` -> ``PROBS`` ``(k, frame probabilities)``, or a ``DEAD`` letter; the rest passes."""
 
     def process(self, element):
         from ser_model import audio, streaming
 
-        for _, path, k, span in element[1]:
+        for kind, path, payload in element[1]:
+            if kind != PIECE:
+                yield kind, path, payload
+                continue
+            k, span = payload
             try:
                 with storage.open_read(path) as f:
                     probs = streaming.piece_probabilities(audio.open_sound(f), span, self.cfg, self.vad)
             except Exception as err:  # one bad file must never end the run
                 yield failed(path, err)
                 continue
-            yield PROBS, (path, (k, probs))
+            yield PROBS, path, (k, probs)
 
 
-def speech_plan(element, features: dict, vad: dict, ticks: Ticks):
-    """A long recording's facts and its pieces' probabilities -> its INFO (speech segments) and window
-    chunks. Nothing if a piece is missing: that piece's dead letter fails the file."""
+def speech_plan(element, features: dict, vad: dict | None, ticks: Ticks):
+    """A long recording's ``LONG`` and its pieces' ``PROBS`` -> its ``INFO`` (speech segments) and window
+    ``CHUNK`` s; nothing more if a piece is missing (that piece's dead letter fails the file). The rest
+    passes."""
     from ser_model import streaming
     from ser_model.features import FeatureConfig
     from ser_model.vad import VadConfig
 
-    path, grouped = element
-    facts, pieces = list(grouped["long"]), sorted(grouped["probs"], key=lambda kp: kp[0])
-    if not facts or len(pieces) != facts[0]["pieces"]:
+    longs, probs = [], {}
+    for kind, path, payload in element[1]:
+        if kind == LONG:
+            longs.append((path, payload))
+        elif kind == PROBS:
+            probs[payload[0]] = payload[1]
+        else:
+            yield kind, path, payload
+    if not longs:
+        return
+    path, facts = longs[0]
+    if len(probs) != facts["pieces"]:
         ticks.tick()   # the file is done: a dead letter from its failed piece says why
         return
-    cfg, facts = FeatureConfig.from_dict(features), facts[0]
-    segments = streaming.speech_segments([p for _, p in pieces], facts["duration_s"], VadConfig(**vad))
-    yield INFO, (path, {"duration_s": facts["duration_s"], "segments": [list(map(float, s)) for s in segments],
-                        "speech_s": round(sum(e - s for s, e in segments), 3)})
-    yield from chunk_units(path, streaming.window_plan(facts["samples"], cfg, segments), ticks)
+    segments = streaming.speech_segments([probs[k] for k in sorted(probs)], facts["duration_s"], VadConfig(**vad))
+    yield INFO, path, {"duration_s": facts["duration_s"], "segments": [list(map(float, s)) for s in segments],
+                       "speech_s": round(sum(e - s for s, e in segments), 3)}
+    yield from chunk_units(path, streaming.window_plan(facts["samples"], FeatureConfig.from_dict(features),
+                                                       segments), ticks)
 
 
 class GroupWindows(_Decoding):
-    """``(key, [unit])`` -> ``(BATCH, [(path, index, start_s, logmel, mfcc, segment)])`` batches of at most
-    ``batch_size`` windows with sound, across the group's units (in order, each once). A unit is a short
-    clip ``(CLIP, meta)`` or a long recording's window chunk ``(CHUNK, path, c, [WindowSpec], last)``;
-    ``segment`` is the speech segment of a long recording's window (voice activity on).
-
-    Also yields ``(INFO, (path, {duration_s, speech_s, segments}))`` for every decodable clip and
-    ``(DEAD, (path, dead letter))`` for a clip or chunk that cannot be read or holds no usable sound.
+    """``CLIP`` s and ``CHUNK`` s -> ``BATCH`` es of at most ``batch_size`` windows with sound
+    ``(path, index, start_s, logmel, mfcc, segment)``, across the group's units (in order, each once);
+    ``segment`` is the speech segment of a long recording's window (voice activity on). Also an ``INFO``
+    for every decodable clip and a ``DEAD`` letter for a clip or chunk that cannot be read or holds no
+    usable sound. The rest passes.
     """
 
     def __init__(self, features: dict, max_seconds: float | None, batch_size: int, vad: dict | None = None,
@@ -224,28 +246,33 @@ class GroupWindows(_Decoding):
         self.batch_size = batch_size
 
     def process(self, element):
-        units = {(u[0], u[1].path) if u[0] == CLIP else u[:3]: u for u in element[1]}   # each once
+        units = {}
+        for kind, path, payload in element[1]:
+            if kind == CLIP:
+                units[(kind, path)] = (kind, path, payload)   # a unit twice in a group is decoded once
+            elif kind == CHUNK:
+                units[(kind, path, payload[0])] = (kind, path, payload)
+            else:
+                yield kind, path, payload
         batch = []
         for key in sorted(units):
-            unit = units[key]
-            for tag, value in self._clip(unit[1]) if unit[0] == CLIP else self._chunk(*unit[1:]):
-                if tag != BATCH:
-                    yield tag, value
+            kind, path, payload = units[key]
+            for out in self._clip(path, payload) if kind == CLIP else self._chunk(path, *payload[1:]):
+                if out[0] != BATCH:
+                    yield out
                     continue
-                batch.append(value)
+                batch.append(out[2])
                 if len(batch) == self.batch_size:
-                    yield BATCH, batch
+                    yield BATCH, None, batch
                     batch = []
         if batch:
-            yield BATCH, batch
+            yield BATCH, None, batch
 
-    def _clip(self, meta):
-        """One short file: ``(BATCH, window)`` per window (as decoded), then its INFO; or a DEAD row."""
+    def _clip(self, path, meta):
+        """One short file: ``BATCH`` per window (as decoded), then its ``INFO``; or a ``DEAD`` letter."""
         from ser_model.audio import AudioError
         from ser_model.streaming import open_windows
 
-        path = meta.path
-        windows = []
         try:
             with storage.open_read(path) as f:
                 rec = open_windows(f, self.cfg, max_seconds=self.max_seconds)
@@ -258,11 +285,11 @@ class GroupWindows(_Decoding):
         finally:
             self.ticks.tick()
         for row in windows:
-            yield BATCH, row
-        yield INFO, (path, {"duration_s": rec.duration_s, "speech_s": None, "segments": None})
+            yield BATCH, path, row
+        yield INFO, path, {"duration_s": rec.duration_s, "speech_s": None, "segments": None}
 
-    def _chunk(self, path, _, chunk, last):
-        """One window chunk of a long recording: ``(BATCH, window)`` per window with sound; or a DEAD row."""
+    def _chunk(self, path, chunk, last):
+        """One window chunk of a long recording: ``BATCH`` per window with sound; or a ``DEAD`` letter."""
         from ser_model import audio, streaming
 
         try:
@@ -276,7 +303,7 @@ class GroupWindows(_Decoding):
             if last:
                 self.ticks.tick()
         for row in rows:
-            yield BATCH, row
+            yield BATCH, path, row
 
 
 def featurize_rows(path: str, windows, cfg):
@@ -300,7 +327,8 @@ def cached_bundle(path: str):
 
 
 class Infer(beam.DoFn):
-    """A batch of windows -> ``(path, index, start_s, probs, gender_probs or None, segment)`` each.
+    """A ``BATCH`` of windows -> a ``WINDOW`` ``(index, probs, gender_probs or None, segment, start_s)``
+    each; the rest passes.
 
     The model is loaded once per worker process (:func:`cached_bundle`).
     """
@@ -318,14 +346,18 @@ class Infer(beam.DoFn):
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         self.bundle = cached_bundle(self.bundle_path)
 
-    def process(self, batch):
+    def process(self, element):
+        kind, path, batch = element
+        if kind != BATCH:
+            yield element
+            return
         logmel = np.stack([b[3] for b in batch])[..., None]
         mfcc = np.stack([b[4] for b in batch])[..., None]
         out = named_outputs(self.bundle.model.predict_on_batch({"logmel": logmel, "mfcc": mfcc}))
         probs = np.asarray(out["emotion"], np.float64)
         gender = np.asarray(out["gender"], np.float64) if "gender" in out else None
         for i, (path, index, start, _, _, segment) in enumerate(batch):
-            yield path, index, start, probs[i], (gender[i] if gender is not None else None), segment
+            yield WINDOW, path, (index, probs[i], gender[i] if gender is not None else None, segment, start)
 
 
 def file_row(path: str, info: dict, probs, gender, classes, gender_classes, model_id: str) -> dict:
@@ -359,6 +391,15 @@ def error_row(dead: dict, classes, gender_classes, model_id: str) -> dict:
 
 
 ROW = "row"
+
+
+def by_kind(element) -> tuple[str, dict]:
+    """A file's group of elements -> ``(path, {"info": [...], "windows": [...], "dead": [...]})``."""
+    _, elements = element
+    grouped, path = {"info": [], "windows": [], "dead": []}, None
+    for kind, path, payload in elements:
+        grouped[{INFO: "info", WINDOW: "windows", DEAD: "dead"}[kind]].append(payload)
+    return path, grouped
 
 
 def join_file(element, classes, gender_classes, model_id, temperature: float = 1.0):
@@ -404,6 +445,15 @@ def segment_rows(element, classes, temperature: float = 1.0):
         yield {"path": path, "segment": segment, "start_s": float(start), "end_s": float(end),
                "n_windows": window_segments.count(segment), "label": classes[best],
                "confidence": float(probs[best]), **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
+
+
+def window_rows(element, classes, window_seconds: float, temperature: float = 1.0):
+    """A scored file's windows -> a windows-table row each (a failed file's are left out)."""
+    path, grouped = element
+    if grouped["dead"] or not grouped["info"]:
+        return
+    for index, probs, gender, segment, start in grouped["windows"]:
+        yield window_row((path, index, start, probs, gender, segment), classes, window_seconds, temperature)
 
 
 def window_row(scored, classes, window_seconds: float, temperature: float = 1.0) -> dict:
@@ -468,26 +518,21 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
     bundle, output, batch_size = job.bundle, job.staging, job.batch_size   # published by ScoreCommand.finish
     classes, genders, model_id = bundle["classes"], bundle["gender_classes"], bundle["model_id"]
     features, vad = bundle["features"], vad_settings(job)
+    n_files = layout.n_files
     files = list_inputs(p, [glob for _, glob in job.inputs], layout.list_shards) | "Files" >> beam.Values()
     # A file matched by two inputs is scored once.
     unique = (files | "ByPath" >> beam.Map(lambda m: (m.path, m)) | "SamePath" >> beam.GroupByKey()
               | "OnePerPath" >> beam.MapTuple(lambda _, metas: next(iter(metas))))
-    planned = by_tag(unique | "Plan" >> beam.ParDo(PlanFiles(features, job.max_seconds, vad, layout.ticks)),
-                     "Planned", (CLIP, PIECE, LONG, INFO, CHUNK, DEAD))
-    voiced = by_tag(planned[PIECE]
-                    | "PieceKey" >> beam.Map(work_key, layout.n_files) | "SpreadPieces" >> beam.GroupByKey()
-                    | "Voice" >> beam.ParDo(VoicePieces(features, job.max_seconds, vad)), "Voiced", (PROBS, DEAD))
-    speech = by_tag({"long": planned[LONG], "probs": voiced[PROBS]} | "PiecesOfFile" >> beam.CoGroupByKey()
-                    | "Speech" >> beam.FlatMap(speech_plan, features, vad, layout.ticks), "Speech", (INFO, CHUNK))
-    decoded = by_tag((planned[CLIP], planned[CHUNK], speech[CHUNK]) | "Units" >> beam.Flatten()
-                     | "UnitKey" >> beam.Map(work_key, layout.n_files) | "SpreadUnits" >> beam.GroupByKey()
-                     | "Windows" >> beam.ParDo(GroupWindows(features, job.max_seconds, batch_size, vad, layout.ticks)),
-                     "Decoded", (BATCH, INFO, DEAD))
-    scored = decoded[BATCH] | "Infer" >> beam.ParDo(Infer(bundle["path"]))
-    by_file = scored | "ByFile" >> beam.Map(lambda s: (s[0], (s[1], s[3], s[4], s[5])))
-    infos = (planned[INFO], speech[INFO], decoded[INFO]) | "Infos" >> beam.Flatten()
-    failures = (planned[DEAD], voiced[DEAD], decoded[DEAD]) | "Failures" >> beam.Flatten()
-    joined = {"info": infos, "windows": by_file, "dead": failures} | "Join" >> beam.CoGroupByKey()
+    # One chain of steps, each passing on what it does not handle: a merge of collections (Flatten,
+    # CoGroupByKey) would add up their partitions on Beam's DaskRunner, and each shuffle costs about
+    # partitions squared tasks there.
+    planned = unique | "Plan" >> beam.ParDo(PlanFiles(features, job.max_seconds, vad, layout.ticks))
+    voiced = spread(planned, "SpreadPieces", n_files) | "Voice" >> beam.ParDo(VoicePieces(features, job.max_seconds, vad))
+    speech = spread(voiced, "ByFile", n_files) | "Speech" >> beam.FlatMap(speech_plan, features, vad, layout.ticks)
+    scored = (spread(speech, "SpreadUnits", n_files)
+              | "Windows" >> beam.ParDo(GroupWindows(features, job.max_seconds, batch_size, vad, layout.ticks))
+              | "Infer" >> beam.ParDo(Infer(bundle["path"])))
+    joined = spread(scored, "Join", n_files) | "ByKind" >> beam.Map(by_kind)
     outcome = by_tag(joined | "FileRows" >> beam.FlatMap(join_file, classes, genders, model_id, bundle["temperature"]),
                      "Outcome", (ROW, DEAD))
     rows, dead = outcome[ROW], outcome[DEAD]
@@ -495,9 +540,8 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
     written = [gather(rows, "FileRowList")
                | "WriteFiles" >> beam.Map(write_files_table, f"{output}.files.parquet", files_schema(classes, genders))]
     if job.windows:
-        written.append(gather(scored | "WindowRows" >> beam.Map(window_row, classes,
-                                                              bundle["features"]["window_seconds"],
-                                                              bundle["temperature"]), "WindowRowList")
+        written.append(gather(joined | "WindowRows" >> beam.FlatMap(window_rows, classes, features["window_seconds"],
+                                                                  bundle["temperature"]), "WindowRowList")
                        | "WriteWindows" >> beam.Map(write_table, "windows", f"{output}.windows.parquet",
                                                     windows_schema(classes), lambda r: (r["path"], r["window_index"])))
     if job.segments:
