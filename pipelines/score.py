@@ -1,20 +1,23 @@
-"""Bulk scoring: audio archives -> one Parquet row per file (and per window).
+"""Bulk scoring: audio archives -> one Parquet row per file (and per window, per speech segment).
 
-    list the inputs (pipelines.portable) -> key by file group (a stable hash of the path) -> GroupByKey
-        -> GroupWindows (per group, in path order, each file once: decode in blocks, window, featurise,
-           batch) -> Infer (the model loaded once per worker process)
-        -> per-window rows ----------------------------------------> [PREFIX.windows.parquet]
-        -> join windows with file info per path -> file_probabilities -> PREFIX.files.parquet
-    failures anywhere -> dead letters (and a row with `error`) -> PREFIX.dead_letters.jsonl
+    list the inputs (pipelines.portable) -> one element per distinct path
+    -> Plan (the header): a clip is one unit; a long recording is voice-activity pieces, or window chunks
+    -> spread -> Voice (pieces -> frame probabilities)
+    -> by file -> Speech (a long recording's probabilities -> speech segments -> window chunks)
+    -> spread -> Windows (clips and chunks: decode, window, featurise, batch) -> Infer (one model per process)
+    -> by file -> join: one files-table row per file (scored | no_speech | failed, with one dead letter),
+       its window rows, its segment rows -> PREFIX.files / .windows / .segments.parquet, .dead_letters.jsonl
     -> one last step that reads every output's counts and writes PREFIX.counts.json
 
-Only paths travel through the shuffle. Windows are batched within a group of
-files as they are decoded and scored as batches fill (the steps are fused on the
-local runner), so an hours-long recording is never held in memory there. One
-file is decoded by one worker. Every step has one output, no step emits
-anything from ``finish_bundle`` or reads a side input, and the job ends in one
-step that depends on all outputs: the shape Beam's DaskRunner runs correctly
-and in parallel (see pipelines.portable).
+Short clips travel as paths, grouped 32 a group for many files; each piece and
+window chunk of a long recording is a group of its own, so one recording is
+shared by all workers, each decoding only its ranges (ser_model.streaming) and
+memory staying bounded. The steps form one chain: each passes on the elements
+it does not handle, ``(kind, path, payload)`` triples, so no step merges two
+collections. Every step has one output, no step emits anything from
+``finish_bundle`` or reads a side input, and the job ends in one step that
+depends on all outputs: the shape Beam's DaskRunner runs correctly and in
+parallel (see pipelines.portable).
 """
 
 from __future__ import annotations

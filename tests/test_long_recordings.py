@@ -119,3 +119,18 @@ def test_one_worker_and_two_give_the_same_windows_and_lose_none(mixed_archive, t
     for name in ("interview.flac", "call.wav"):
         rec = windows_of(mixed_archive / "long" / name, VadConfig() if vad == "long" else None)
         assert [w["window_index"] for w in windows2 if w["path"].endswith(name)] == [w.index for w in rec.windows]
+
+
+def test_a_run_with_a_long_recording_keeps_every_worker(recording, tmp_path):
+    """A few short files start no more workers than files; a long recording among them is shared."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from pipelines.score import holds_a_long_recording
+
+    root, _ = recording
+    audiogen.write(tmp_path / "short.wav", seconds=2.0)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....")
+    job = lambda *globs: SimpleNamespace(inputs=[(g, g) for g in globs], bundle={"features": asdict(CFG)})  # noqa: E731
+    assert not holds_a_long_recording(job(f"{tmp_path}/*.wav"))
+    assert holds_a_long_recording(job(f"{tmp_path}/*.wav", f"{root}/at16k.flac"))
