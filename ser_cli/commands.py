@@ -17,20 +17,33 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def with_local_features(prog: str, args: argparse.Namespace, body) -> int:
-    """``body(args)`` with ``args.features`` on this machine: a URL (gs://, s3://) is copied here
-    first, as TensorFlow reads local shards only; the copy is deleted afterwards."""
+class SettingsError(ValueError):
+    """A setting, config or output that cannot be used: one line, exit 2."""
+
+
+def with_local_features(prog: str, args: argparse.Namespace, prepare, body) -> int:
+    """``body(args, prepare(args))`` with ``args.features`` on this machine: a URL (gs://, s3://) is
+    copied here first, as TensorFlow reads local shards only; the copy is deleted afterwards.
+
+    ``prepare`` checks everything that does not need the shards (configs, ``--set``, outputs) before
+    any copy, so a mistyped setting is not reported after a long download; it raises
+    :class:`SettingsError`."""
     from ser_model import storage
 
+    try:
+        prepared = prepare(args)
+    except SettingsError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
     if not storage.is_url(args.features):
-        return body(args)
+        return body(args, prepared)
     if not storage.exists(storage.join(args.features, "features.json")):
         print(f"{prog}: error: {args.features}/features.json not found: is this a `ser features` output folder?",
               file=sys.stderr)
         return 2
     print(f"{prog}: copying {args.features} to this machine ...", file=sys.stderr, flush=True)
     with storage.local_copy(args.features) as local:
-        return body(argparse.Namespace(**{**vars(args), "features": local}))
+        return body(argparse.Namespace(**{**vars(args), "features": local}), prepared)
 
 
 def local_work_dir(output: str) -> str:
@@ -76,15 +89,14 @@ def train(argv: list[str]) -> int:
     p.add_argument("--cpu_devices", type=int, default=1, metavar="N",
                    help="without GPUs: split the CPU into N logical devices and train data-parallel over "
                         "them (checks the multi-GPU path; no faster). With GPUs every GPU is used anyway")
-    return with_local_features("ser train", p.parse_args(argv), _train)
+    return with_local_features("ser train", p.parse_args(argv), _train_settings, _train)
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train_settings(args: argparse.Namespace) -> dict:
     from ser_model.config import ConfigError, load_yaml
-    from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.features import FeatureConfig
     from ser_model.outputs import check_writable
-    from ser_model.train import TrainingDataError, apply_overrides, fit_and_export, split_cpu
+    from ser_model.train import apply_overrides, split_cpu
 
     if args.cpu_devices > 1:
         split_cpu(args.cpu_devices)  # before anything runs on a device
@@ -92,27 +104,33 @@ def _train(args: argparse.Namespace) -> int:
     try:
         check_writable(args.output, folder=True)
         check_writable(work, folder=True)
-        cfg = apply_overrides(load_yaml(args.config), args.overrides)
-        expected = FeatureConfig.from_dict(load_yaml(args.features_config).get("features") or {})
-        fdir = open_feature_dir(args.features, expected)
-    except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
+        settings = {"work": work, "cfg": apply_overrides(load_yaml(args.config), args.overrides),
+                    "expected": FeatureConfig.from_dict(load_yaml(args.features_config).get("features") or {})}
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        raise SettingsError(str(err)) from None
+    try:
+        settings["evidence"] = [crossval_evidence(path) for path in args.crossval]
+    except (OSError, ValueError, KeyError) as err:
+        raise SettingsError(f"--crossval: {err}") from None
+    try:
+        settings["calibration"] = calibration_from_crossval(args.calibration) if args.calibration else None
+    except (OSError, ValueError, KeyError) as err:
+        raise SettingsError(f"--calibration {args.calibration}: {err}") from None
+    return settings
+
+
+def _train(args: argparse.Namespace, settings: dict) -> int:
+    from ser_model.feature_dir import FeatureMismatch, open_feature_dir
+    from ser_model.train import TrainingDataError, fit_and_export
+
+    try:
+        fdir = open_feature_dir(args.features, settings["expected"])
+    except (FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
     try:
-        evidence = [crossval_evidence(path) for path in args.crossval]
-    except (OSError, ValueError, KeyError) as err:
-        print(f"ser train: error: --crossval: {err}", file=sys.stderr)
-        return 2
-    calibration = None
-    if args.calibration:
-        try:
-            calibration = calibration_from_crossval(args.calibration)
-        except (OSError, ValueError, KeyError) as err:
-            print(f"ser train: error: --calibration {args.calibration}: {err}", file=sys.stderr)
-            return 2
-    try:
-        return fit_and_export(fdir, cfg, args.output, Path(work), args.max_steps, args.train_on,
-                              calibration, evidence)
+        return fit_and_export(fdir, settings["cfg"], args.output, Path(settings["work"]), args.max_steps,
+                              args.train_on, settings["calibration"], settings["evidence"])
     except TrainingDataError as err:
         print(f"ser train: error: {err}", file=sys.stderr)
         return 2
@@ -149,20 +167,28 @@ def evaluate(argv: list[str]) -> int:
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--output", default=None,
                    help="write metrics.json, confusion.csv/png, report.txt in this folder (local or a URL)")
-    return with_local_features("ser evaluate", p.parse_args(argv), _evaluate)
+    return with_local_features("ser evaluate", p.parse_args(argv), _evaluate_model, _evaluate)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from ser_model import storage
+def _evaluate_model(args: argparse.Namespace):
+    """The bundle to evaluate, once the output is known to be writable."""
     from ser_model.bundle import load_bundle
-    from ser_model.evaluate import evaluate_split, format_report, write_report
-    from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.outputs import check_writable
 
     try:
         if args.output:
             check_writable(args.output, folder=True)
-        bundle = load_bundle(args.model)
+        return load_bundle(args.model)
+    except (FileNotFoundError, ValueError) as err:
+        raise SettingsError(str(err)) from None
+
+
+def _evaluate(args: argparse.Namespace, bundle) -> int:
+    from ser_model import storage
+    from ser_model.evaluate import evaluate_split, format_report, write_report
+    from ser_model.feature_dir import FeatureMismatch, open_feature_dir
+
+    try:
         fdir = open_feature_dir(args.features, bundle.features)
         if fdir.label_set.classes != bundle.classes:
             raise FeatureMismatch(f"shards use classes {fdir.label_set.classes}, the model {bundle.classes}")
@@ -235,42 +261,52 @@ def crossval(argv: list[str]) -> int:
     p.add_argument("--only", default=None, metavar="FOLD[,FOLD]",
                    help="train only these folds now (e.g. fold-1 on a long schedule); the summary covers "
                         "the folds finished so far and says it is partial")
-    return with_local_features("ser crossval", p.parse_args(argv), _crossval)
+    return with_local_features("ser crossval", p.parse_args(argv), _crossval_settings, _crossval)
 
 
-def _crossval(args: argparse.Namespace) -> int:
+def _crossval_settings(args: argparse.Namespace) -> dict:
+    from ser_model import storage
+    from ser_model.config import ConfigError, load_yaml
+    from ser_model.train import apply_overrides
+
+    try:
+        return {"cfg": apply_overrides(load_yaml(args.config), args.overrides),
+                "fold_file": storage.read_text(args.fold_file) if args.fold_file else None}
+    except (ConfigError, OSError, ValueError) as err:
+        raise SettingsError(str(err)) from None
+
+
+def _crossval(args: argparse.Namespace, settings: dict) -> int:
     from ser_model import storage
 
     with storage.synced_folder(args.output) as local:
-        return _crossval_in(args, local)
+        return _crossval_in(args, settings, local)
 
 
-def _crossval_in(args: argparse.Namespace, local_output: str) -> int:
+def _crossval_in(args: argparse.Namespace, settings: dict, local_output: str) -> int:
     from ser_model import folds as F
-    from ser_model import storage
-    from ser_model.config import ConfigError, load_yaml
     from ser_model.crossval import SettingsMismatch, run_crossval, speakers_of
     from ser_model.data import file_speakers
     from ser_model.feature_dir import FeatureMismatch, open_feature_dir
     from ser_model.outputs import check_writable
-    from ser_model.train import TrainingDataError, apply_overrides
+    from ser_model.train import TrainingDataError
 
+    cfg = settings["cfg"]
     try:
         check_writable(local_output, folder=True)
-        cfg = apply_overrides(load_yaml(args.config), args.overrides)
         fdir = open_feature_dir(args.features)
         speakers = speakers_of(fdir)
         if args.by_corpus:
             plan, title, kind = F.corpus_folds(speakers), "Leave-one-corpus-out cross-validation", "by_corpus"
         elif args.fold_file:
             files = file_speakers(fdir)
-            plan, title, kind = (F.read_fold_file(storage.read_text(args.fold_file), files),
+            plan, title, kind = (F.read_fold_file(settings["fold_file"], files),
                                  f"Folds of {args.fold_file}", "fold_file")
         else:
             plan, title, kind = (F.speaker_folds(speakers, args.folds), f"{args.folds}-fold speaker cross-validation",
                                  "speaker_folds")
         F.check_plan(plan, speakers)
-    except (ConfigError, FeatureMismatch, FileNotFoundError, ValueError) as err:
+    except (FeatureMismatch, FileNotFoundError, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2
     try:

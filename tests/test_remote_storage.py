@@ -136,3 +136,13 @@ def test_a_missing_remote_bundle_or_feature_folder_is_a_one_line_error(bucket):
     assert proc.returncode == 2 and f"no model bundle at {bucket}/no-model" in proc.stderr
     proc = ser("train", "--features", f"{bucket}/no-features", "--output", f"{bucket}/m")
     assert proc.returncode == 2 and "no-features/features.json not found" in proc.stderr
+
+
+def test_a_bad_setting_is_reported_before_remote_features_are_copied(bucket, feature_dir):
+    from ser_model import storage
+
+    storage.upload_tree(str(feature_dir), f"{bucket}/settings-check")
+    for command in (["train", "--output", f"{bucket}/m2"], ["crossval", "--output", f"{bucket}/cv"]):
+        proc = ser(*command, "--features", f"{bucket}/settings-check", "--set", "training.epochz=3")
+        assert proc.returncode == 2 and "unknown setting 'epochz'" in proc.stderr, proc.stderr[-2000:]
+        assert "copying" not in proc.stderr
