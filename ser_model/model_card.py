@@ -47,6 +47,20 @@ def crossval_sections(evidence: list[Mapping], refit: bool, calibrated: bool) ->
     return lines
 
 
+def augmentation_summary(aug: Mapping) -> str:
+    """The training-time augmentation a recipe switched on, in words."""
+    parts = ["SpecAugment masks, time shift and gain"]
+    if aug.get("noise_p", 0) > 0:
+        lo, hi = aug["noise_snr_db"]
+        parts.append(f"stationary noise on {aug['noise_p']:.0%} of windows ({lo}-{hi} dB below the peak)")
+    if aug.get("band_limit_p", 0) > 0:
+        lo, hi = aug["band_limit_hz"]
+        parts.append(f"low-pass at {lo}-{hi} Hz on {aug['band_limit_p']:.0%} of windows")
+    if aug.get("mixup_alpha", 0) > 0:
+        parts.append(f"mixup (alpha {aug['mixup_alpha']})")
+    return ", ".join(parts)
+
+
 def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> str:
     f = rep["file"]
     manifest = fdir.manifest
@@ -80,7 +94,8 @@ def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> st
         f"{m.get('mel_pool')}, per-window normalisation {m.get('window_norm') or 'none'}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
         f"gender head {bool(m.get('gender_head'))}",
         f"- {t['epochs']} epochs{'' if tr.get('train_on') == 'train+val' else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
-        f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}, SpecAugment",
+        f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}",
+        f"- augmentation: {augmentation_summary(cfg.get('augment', {}))}",
         f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, " + (
             "final weights (the validation speakers were trained on, so there is no model selection)"
             if tr.get("train_on") == "train+val" else f"best epoch {tr.get('best_epoch', '?')}"), "",

@@ -62,3 +62,29 @@ def test_augmented_examples_get_the_mfccs_of_their_log_mel():
     for i, c in enumerate(changed):
         if not c:
             assert np.array_equal(out["mfcc"].numpy()[i], mfcc.numpy()[i])
+
+
+def test_mixup_blends_inputs_targets_and_weights_alike_and_keeps_gender():
+    logmel, mfcc = speechlike_windows(n=6, seed=4)
+    labels = np.arange(6)
+    targets = {"emotion": tf.one_hot(labels, 7), "gender": tf.constant([0, 1, 0, 1, 1, 0])}
+    weights = {"emotion": tf.constant([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), "gender": tf.ones([6])}
+    out_in, out_t, out_w = D.mixup_batch({"logmel": logmel, "mfcc": mfcc}, targets, weights, 0.4,
+                                         tf.random.Generator.from_seed(5))
+    y = out_t["emotion"].numpy()
+    x, m = logmel.numpy(), mfcc.numpy()
+    blended = 0
+    for i in range(6):
+        lam = y[i, i]
+        assert 0.5 <= lam <= 1.0 + 1e-6  # the example itself always dominates
+        others = [j for j in range(6) if j != i and y[i, j] > 1e-6]
+        partner = others[0] if others else i
+        assert len(others) <= 1 and np.isclose(y[i].sum(), 1.0)
+        blended += bool(others)
+        assert np.allclose(out_in["logmel"].numpy()[i], lam * x[i] + (1 - lam) * x[partner], atol=1e-4)
+        assert np.allclose(out_in["mfcc"].numpy()[i], lam * m[i] + (1 - lam) * m[partner], atol=1e-4)
+        assert np.isclose(out_w["emotion"].numpy()[i], lam * (i + 1) + (1 - lam) * (partner + 1), atol=1e-4)
+    assert blended >= 3
+    assert np.array_equal(out_t["gender"].numpy(), targets["gender"].numpy())
+    # The DCT is linear: the blended MFCCs are still those of the blended log-mel.
+    assert np.allclose(out_in["mfcc"].numpy(), D.mfcc_of(out_in["logmel"], CFG.n_mfcc).numpy(), atol=2e-3)

@@ -150,6 +150,18 @@ def test_augmentation_changes_train_batches_only(feature_dir):
     assert np.array_equal(val_x["logmel"].numpy()[..., 0], val_plain["logmel"].numpy())
 
 
+def test_mixup_gives_blended_targets_when_switched_on(feature_dir):
+    fdir = D.open_feature_dir(feature_dir)
+    aug = {"time_masks": 0, "time_mask_max": 0, "freq_masks": 0, "freq_mask_max": 0,
+           "max_shift_frames": 0, "gain_db": 0.0}
+    cfg = {"cache": False, "shuffle_buffer": 8, "batch_size": 8}
+    weights = np.ones(7, np.float32)
+    for alpha, soft in ((0.0, False), (0.4, True)):
+        _, y, _ = next(iter(D.train_dataset(fdir, cfg, {**aug, "mixup_alpha": alpha}, weights, True, seed=1)))
+        labels_per_row = (y["emotion"].numpy() > 1e-6).sum(axis=1)
+        assert (labels_per_row > 1).any() == soft
+
+
 def test_training_is_data_parallel_over_two_logical_devices(feature_dir, tiny_bundle, tmp_path):
     """The multi-device path (MirroredStrategy) on two logical CPU devices: same steps, finite loss."""
     proc = ser("train", "--features", feature_dir, "--output", tmp_path / "b", *TINY, "--max_steps", "3",
