@@ -59,8 +59,9 @@ class WindowBatches(keras.utils.PyDataset):
     every epoch when ``shuffle`` (whole batches only, as the TensorFlow path's training batches)."""
 
     def __init__(self, windows: dict, batch_size: int, class_weights: np.ndarray, gender_head: bool,
-                 seed: int = 0, shuffle: bool = True, **kwargs):
+                 seed: int = 0, shuffle: bool = True, speaker_vocab=None, **kwargs):
         super().__init__(**kwargs)
+        self.speaker_of = {key: i for i, key in enumerate(speaker_vocab)} if speaker_vocab else None
         self.windows, self.batch_size, self.gender_head, self.shuffle = windows, batch_size, gender_head, shuffle
         self.class_weights = np.asarray(class_weights, np.float32)
         self.rng = np.random.default_rng(seed)
@@ -82,6 +83,10 @@ class WindowBatches(keras.utils.PyDataset):
             g = np.array([GENDER_CLASSES.index(x) if x in GENDER_CLASSES else -1 for x in w["gender"][rows]])
             targets["gender"] = np.maximum(g, 0)
             weights["gender"] = (g >= 0).astype(np.float32)
+        if self.speaker_of is not None:
+            s = np.array([self.speaker_of.get(f"{c}/{p}", -1) for c, p in zip(w["corpus"][rows], w["speaker"][rows])])
+            targets["speaker"] = np.maximum(s, 0)
+            weights["speaker"] = (s >= 0).astype(np.float32)
         return inputs, targets, weights
 
     def on_epoch_end(self) -> None:
@@ -115,10 +120,10 @@ def class_counts(fdir: FeatureDir, split="train", speakers=None) -> np.ndarray:
 
 def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weights: np.ndarray,
                   gender_head: bool, seed: int, splits: tuple[str, ...] = ("train",),
-                  speakers=None) -> WindowBatches:
+                  speakers=None, speaker_vocab=None) -> WindowBatches:
     """Shuffled batches of ``(inputs, targets, sample weights)`` (no augmentation on this path)."""
     return WindowBatches(_windows(fdir, splits, speakers), train_cfg["batch_size"], class_weights, gender_head,
-                         seed=seed)
+                         seed=seed, speaker_vocab=speaker_vocab)
 
 
 class EvalBatches(keras.utils.PyDataset):

@@ -210,8 +210,17 @@ def mixup_batch(inputs: dict, targets: dict, weights: dict, alpha: float, seed_g
     return inputs, targets, weights
 
 
-def training_targets(parsed: dict, class_weights: tf.Tensor, gender_head: bool):
-    """(inputs, targets, sample weights) for Keras: the gender loss is masked where unknown."""
+def speaker_index(vocab) -> "callable":
+    """Parsed examples -> index of ``corpus/speaker`` in ``vocab``; -1 for a speaker not in it."""
+    keys = tf.constant(list(vocab))
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(vocab), dtype=tf.int64)), -1)
+    return lambda parsed: table.lookup(tf.strings.join([parsed["corpus"], parsed["speaker"]], "/"))
+
+
+def training_targets(parsed: dict, class_weights: tf.Tensor, gender_head: bool, speaker_of=None):
+    """(inputs, targets, sample weights) for Keras: the gender loss is masked where unknown, the
+    speaker adversary's (``speaker_of``: :func:`speaker_index`) where the speaker is not known."""
     inputs = _to_model_inputs(parsed)
     label = parsed["label_id"]
     targets = {"emotion": tf.one_hot(label, tf.shape(class_weights)[0])}  # one-hot: label smoothing
@@ -220,22 +229,28 @@ def training_targets(parsed: dict, class_weights: tf.Tensor, gender_head: bool):
         g = gender_ids(parsed["gender"])
         targets["gender"] = tf.maximum(g, 0)
         weights["gender"] = tf.cast(g >= 0, tf.float32)
+    if speaker_of is not None:
+        s = speaker_of(parsed)
+        targets["speaker"] = tf.maximum(s, 0)
+        weights["speaker"] = tf.cast(s >= 0, tf.float32)
     return inputs, targets, weights
 
 
 def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weights: np.ndarray,
                   gender_head: bool, seed: int, splits: tuple[str, ...] = ("train",),
-                  speakers=None) -> tf.data.Dataset:
-    """Shuffled, augmented, batched training data: ``(inputs, targets, sample weights)``."""
+                  speakers=None, speaker_vocab=None) -> tf.data.Dataset:
+    """Shuffled, augmented, batched training data: ``(inputs, targets, sample weights)``;
+    with ``speaker_vocab`` (``corpus/speaker`` keys) also speaker targets for the adversary."""
     t = train_cfg
     ds = read_split(fdir, splits, shuffle_files=True, seed=seed, cache=t["cache"], speakers=speakers)
     ds = ds.shuffle(t["shuffle_buffer"], seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(t["batch_size"], drop_remainder=True)
     cw = tf.constant(class_weights)
     gen = tf.random.Generator.from_seed(seed)
+    speaker_of = speaker_index(speaker_vocab) if speaker_vocab else None
 
     def prepare(parsed):
-        inputs, targets, weights = training_targets(parsed, cw, gender_head)
+        inputs, targets, weights = training_targets(parsed, cw, gender_head, speaker_of)
         inputs = augment_batch(inputs, aug, fdir.features, gen)
         if aug.get("mixup_alpha", 0) > 0:
             return mixup_batch(inputs, targets, weights, aug["mixup_alpha"], gen)

@@ -4,6 +4,7 @@
                                   -> DenseNet -> GAP
     mfcc   (n_mfcc, frames, 1) -> normalise (train stats) [-> per window] -> 3 x [conv-BN-ReLU-pool] -> GAP
     concat -> dropout -> softmax over the label set ("emotion") [+ softmax over gender ("gender")]
+    concat [-> gradient reversal -> dense -> softmax over training speakers ("speaker"), training only]
 
 The normalisation statistics are constants inside the model, so a saved model
 needs nothing else to turn raw features into probabilities. The optional
@@ -113,9 +114,54 @@ def densenet_backbone(name: str, weights: str | None, input_shape: tuple[int, in
     return BACKBONES[name](include_top=False, weights=weights, input_shape=input_shape, pooling="avg")
 
 
+@keras.saving.register_keras_serializable(package="ser_model")
+class GradientReversal(keras.layers.Layer):
+    """Identity on the way forward; the gradient times ``-scale`` on the way back.
+
+    Between the fused embedding and a speaker classifier (Ganin and Lempitsky,
+    2015): the classifier learns to tell the training speakers apart while the
+    layers below are pushed to make that impossible, i.e. towards features that
+    carry the emotion but not the voice.
+    """
+
+    def __init__(self, scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def call(self, x):
+        scale = self.scale
+
+        @keras.ops.custom_gradient
+        def reverse(x):
+            def grad(*args, upstream=None):
+                if upstream is None:
+                    (upstream,) = args
+                return keras.ops.multiply(upstream, -scale)
+            return keras.ops.copy(x), grad
+
+        return reverse(x)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+TRAINING_ONLY_OUTPUTS = ("speaker",)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """``model`` without its training-only heads (the speaker adversary): what a bundle ships."""
+    if not any(name in model.output_names for name in TRAINING_ONLY_OUTPUTS):
+        return model
+    outputs = {name: model.get_layer(name).output for name in model.output_names
+               if name not in TRAINING_ONLY_OUTPUTS}
+    return keras.Model(model.input, outputs, name=model.name)
+
+
 def build_model(model_cfg: Mapping, n_classes: int, logmel_shape: tuple[int, int],
-                mfcc_shape: tuple[int, int], stats: Mapping) -> keras.Model:
-    """The two-input model; outputs ``emotion`` (and ``gender`` with ``gender_head``)."""
+                mfcc_shape: tuple[int, int], stats: Mapping, n_speakers: int = 0) -> keras.Model:
+    """The two-input model; outputs ``emotion`` (and ``gender`` with ``gender_head``; and, for
+    training only, ``speaker`` over ``n_speakers`` behind a gradient reversal when
+    ``speaker_adversary`` > 0)."""
     logmel_in = keras.Input((*logmel_shape, 1), name="logmel")
     mfcc_in = keras.Input((*mfcc_shape, 1), name="mfcc")
 
@@ -141,12 +187,20 @@ def build_model(model_cfg: Mapping, n_classes: int, logmel_shape: tuple[int, int
         y = keras.layers.MaxPooling2D(2, padding="same", name=f"mfcc_pool{i}")(y)
     mfcc_embedding = keras.layers.GlobalAveragePooling2D(name="mfcc_gap")(y)
 
-    z = keras.layers.Concatenate(name="fuse")([mel_embedding, mfcc_embedding])
-    z = keras.layers.Dropout(model_cfg["dropout"], name="dropout")(z)
+    fused = keras.layers.Concatenate(name="fuse")([mel_embedding, mfcc_embedding])
+    z = keras.layers.Dropout(model_cfg["dropout"], name="dropout")(fused)
     # float32 outputs keep softmax stable under mixed precision.
     outputs = {"emotion": keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
                                              name="emotion")(z)}
     if model_cfg.get("gender_head"):
         outputs["gender"] = keras.layers.Dense(len(GENDER_CLASSES), activation="softmax", dtype="float32",
                                                name="gender")(z)
+    adversary = float(model_cfg.get("speaker_adversary") or 0.0)
+    if adversary > 0:
+        if n_speakers < 2:
+            raise ValueError("model.speaker_adversary needs at least two training speakers")
+        a = GradientReversal(adversary, name="speaker_reversal")(fused)
+        a = keras.layers.Dense(256, activation="relu", name="speaker_hidden")(a)
+        outputs["speaker"] = keras.layers.Dense(n_speakers, activation="softmax", dtype="float32",
+                                                name="speaker")(a)
     return keras.Model({"logmel": logmel_in, "mfcc": mfcc_in}, outputs, name="ser_fused")

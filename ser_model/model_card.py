@@ -92,7 +92,9 @@ def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> st
         "## Recipe",
         f"- backbone {m['backbone']} (weights: {m.get('weights') or 'from scratch'}), log-mel pooled "
         f"{m.get('mel_pool')}, per-window normalisation {m.get('window_norm') or 'none'}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
-        f"gender head {bool(m.get('gender_head'))}",
+        f"gender head {bool(m.get('gender_head'))}" + (
+            f", speaker adversary (gradient reversal, scale {m['speaker_adversary']}; dropped from the shipped model)"
+            if (m.get("speaker_adversary") or 0) > 0 else ""),
         f"- {t['epochs']} epochs{'' if tr.get('train_on') == 'train+val' else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
         f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}",
         f"- augmentation: {augmentation_summary(cfg.get('augment', {}))}",

@@ -130,7 +130,7 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
     import numpy as np
 
     from ser_model.callbacks import ResumableState, ValidationUAR
-    from ser_model.model import build_model
+    from ser_model.model import build_model, inference_model
 
     strategy, device = setup_devices(cfg["seed"])
     D = input_functions()
@@ -146,8 +146,9 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
     steps = max(1, n_windows // t["batch_size"])
     print(f"device: {device}; {n_windows} training windows, {steps} steps/epoch; "
           f"classes {list(classes)}; windows per class {counts.tolist()}", flush=True)
+    vocab = speaker_vocabulary(fdir, speakers) if (m.get("speaker_adversary") or 0) > 0 else None
     train_ds = D.train_dataset(fdir, t, cfg["augment"], weights, m["gender_head"], cfg["seed"],
-                               splits=splits, speakers=speakers)
+                               splits=splits, speakers=speakers, speaker_vocab=vocab)
     if hasattr(train_ds, "repeat"):   # tf.data; a PyDataset starts over every epoch by itself
         train_ds = train_ds.repeat()
 
@@ -157,7 +158,7 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
         model = state.load_model()
         if model is None:
             model = build_model(m, len(classes), fdir.features.logmel_shape, fdir.features.mfcc_shape,
-                                stats or fdir.stats)
+                                stats or fdir.stats, n_speakers=len(vocab or ()))
             compile_model(model, t, steps, m["gender_head"], m.get("gender_loss_weight", 0.2))
     initial_epoch = state.epoch
     if initial_epoch:
@@ -187,7 +188,17 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
                      best_val_uar=round(state.best, 4))
         if (work / "best.keras").exists():
             model = keras.models.load_model(work / "best.keras", compile=False)
-    return model, facts
+    if vocab:
+        facts["adversary_speakers"] = len(vocab)
+    return inference_model(model), facts
+
+
+def speaker_vocabulary(fdir, speakers=None) -> tuple[str, ...]:
+    """``corpus/speaker`` keys the speaker adversary tells apart: ``speakers`` (a fold's training
+    speakers) or every speaker of the feature folder's manifest."""
+    if speakers is None:
+        speakers = [(c, s) for c, by_speaker in fdir.manifest["speakers"].items() for s in by_speaker]
+    return tuple(sorted(f"{c}/{s}" for c, s in speakers if s))
 
 
 def clear_state(work: Path) -> None:
@@ -237,6 +248,9 @@ def compile_model(model, t: Mapping, steps_per_epoch: int, gender_head: bool, ge
     if gender_head:
         losses["gender"] = keras.losses.SparseCategoricalCrossentropy()
         loss_weights["gender"] = gender_weight
+    if "speaker" in model.output_names:   # the adversary: its strength is the reversal's scale
+        losses["speaker"] = keras.losses.SparseCategoricalCrossentropy()
+        loss_weights["speaker"] = 1.0
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=t["weight_decay"]),
                   loss=losses, loss_weights=loss_weights,
                   metrics={"emotion": [keras.metrics.CategoricalAccuracy(name="acc")]})
