@@ -96,7 +96,8 @@ def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> st
             f", speaker adversary (gradient reversal, scale {m['speaker_adversary']}; dropped from the shipped model)"
             if (m.get("speaker_adversary") or 0) > 0 else ""),
         f"- {t['epochs']} epochs{'' if tr.get('train_on') == 'train+val' else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
-        f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}",
+        f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}"
+        + (f", final weights a moving average (EMA {t['ema_momentum']})" if t.get("ema_momentum") else ""),
         f"- augmentation: {augmentation_summary(cfg.get('augment', {}))}",
         f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, " + (
             "final weights (the validation speakers were trained on, so there is no model selection)"

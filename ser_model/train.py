@@ -251,7 +251,12 @@ def compile_model(model, t: Mapping, steps_per_epoch: int, gender_head: bool, ge
     if "speaker" in model.output_names:   # the adversary: its strength is the reversal's scale
         losses["speaker"] = keras.losses.SparseCategoricalCrossentropy()
         loss_weights["speaker"] = 1.0
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=t["weight_decay"]),
+    # Weight averaging: Keras keeps an exponential moving average of the weights and puts it in
+    # place of the last step's weights when fit ends (not between epochs: validation sees the raw ones).
+    ema = t.get("ema_momentum")
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=t["weight_decay"], use_ema=bool(ema),
+                                       ema_momentum=ema or 0.99)
+    model.compile(optimizer=optimizer,
                   loss=losses, loss_weights=loss_weights,
                   metrics={"emotion": [keras.metrics.CategoricalAccuracy(name="acc")]})
 

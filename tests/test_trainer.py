@@ -173,3 +173,30 @@ def test_training_is_data_parallel_over_two_logical_devices(feature_dir, tiny_bu
     losses = [float(x) for x in re.findall(r"- loss: (\S+)", proc.stdout)]
     assert losses and all(math.isfinite(x) for x in losses)
     assert (tmp_path / "b" / "model.keras").exists()
+
+
+def test_weight_averaging_finishes_on_the_moving_average_of_the_steps():
+    import keras
+
+    from ser_model.train import compile_model
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,), name="x")
+    model = keras.Model(inp, {"emotion": keras.layers.Dense(3, activation="softmax", name="emotion")(inp)})
+    t = {"epochs": 1, "warmup_epochs": 0, "learning_rate": 0.05, "weight_decay": 0.0, "label_smoothing": 0.0,
+         "ema_momentum": 0.7}
+    compile_model(model, t, steps_per_epoch=6, gender_head=False, gender_weight=0.0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 6)).astype("float32")
+    y = {"emotion": np.eye(3, dtype="float32")[rng.integers(0, 3, 24)]}
+    seen = []
+    step_end = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append([w.copy() for w in model.get_weights()]))
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[step_end])
+    average = seen[0]
+    for weights in seen[1:]:
+        average = [0.7 * a + 0.3 * w for a, w in zip(average, weights)]
+    assert len(seen) == 6
+    assert not np.allclose(seen[-1][0], average[0])   # the last step's weights are not what is kept
+    for kept, expected in zip(model.get_weights(), average):
+        assert np.allclose(kept, expected, atol=1e-5)
