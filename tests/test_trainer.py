@@ -130,10 +130,13 @@ def test_local_backbone_weights_file_is_loaded(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(source.get_weights(), random.get_weights()))
 
 
+AUG = {"time_masks": 2, "time_mask_max": 20, "freq_masks": 2, "freq_mask_max": 12, "max_shift_frames": 20,
+       "gain_db": 6.0}
+
+
 def test_augmentation_changes_train_batches_only(feature_dir):
     fdir = D.open_feature_dir(feature_dir)
-    aug = {"time_masks": 2, "time_mask_max": 20, "freq_masks": 2, "freq_mask_max": 12,
-           "max_shift_frames": 20, "gain_db": 6.0}
+    aug = AUG
     cfg = {"cache": False, "shuffle_buffer": 8, "batch_size": 4}
     weights = np.ones(7, np.float32)
     x, y, w = next(iter(D.train_dataset(fdir, cfg, aug, weights, True, seed=1)))
@@ -152,12 +155,10 @@ def test_augmentation_changes_train_batches_only(feature_dir):
 
 def test_mixup_gives_blended_targets_when_switched_on(feature_dir):
     fdir = D.open_feature_dir(feature_dir)
-    aug = {"time_masks": 0, "time_mask_max": 0, "freq_masks": 0, "freq_mask_max": 0,
-           "max_shift_frames": 0, "gain_db": 0.0}
     cfg = {"cache": False, "shuffle_buffer": 8, "batch_size": 8}
     weights = np.ones(7, np.float32)
     for alpha, soft in ((0.0, False), (0.4, True)):
-        _, y, _ = next(iter(D.train_dataset(fdir, cfg, {**aug, "mixup_alpha": alpha}, weights, True, seed=1)))
+        _, y, _ = next(iter(D.train_dataset(fdir, cfg, {**AUG, "mixup_alpha": alpha}, weights, True, seed=1)))
         labels_per_row = (y["emotion"].numpy() > 1e-6).sum(axis=1)
         assert (labels_per_row > 1).any() == soft
 
