@@ -13,7 +13,9 @@ cores). Three more runs put that ratio in context: the recording's first tenth
 on one worker (whether memory grows with length), and one short clip on one
 worker and on every worker (the fixed cost of a run: start-up and loading the
 model, which more workers cannot shorten), giving the ratio of the walls less
-their fixed costs. The voice-activity pass alone
+their fixed costs. The recording is also scored by every worker as threads of one
+process (Beam's ``--direct_running_mode multi_threading``: one TensorFlow and
+one model in memory instead of one per worker process). The voice-activity pass alone
 (``ser_model.vad.speech_segments`` over the file, in this process) is timed
 too, as a share of the one-worker wall.
 Results: benchmarks/results/long_recording.json.
@@ -84,6 +86,7 @@ def main() -> int:
         runs, workers = {}, str(os.cpu_count())
         for name, source, extra in (("one_worker", path, ["--direct_num_workers", "1"]),
                                     ("every_worker", path, []),
+                                    ("every_worker_threads", path, ["--direct_running_mode", "multi_threading"]),
                                     ("one_worker_first_tenth", tenth, ["--direct_num_workers", "1"]),
                                     ("fixed_one_worker", clip, ["--direct_num_workers", "1"]),
                                     ("fixed_every_worker", clip, ["--direct_num_workers", workers])):
@@ -96,11 +99,13 @@ def main() -> int:
               "workers_every": os.cpu_count(), **runs,
               "every_over_one_wall": round(one["wall_s"] / every["wall_s"], 3), "target_every_over_one": 1.8,
               "every_over_one_after_fixed_cost": round(marginal, 3),
+              "threads_over_one_wall": round(one["wall_s"] / runs["every_worker_threads"]["wall_s"], 3),
               "peak_rss_target_mib": 1536,
               "vad_alone_s": round(vad_s, 1), "vad_share_of_one_worker_wall": round(vad_s / one["wall_s"], 3),
               "speech_segments": len(segments)}
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: report[k] for k in ("every_over_one_wall", "every_over_one_after_fixed_cost",
+                                             "threads_over_one_wall",
                                              "vad_share_of_one_worker_wall")}))
     return 0
 

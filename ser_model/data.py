@@ -252,7 +252,7 @@ def train_dataset(fdir: FeatureDir, train_cfg: Mapping, aug: Mapping, class_weig
     def prepare(parsed):
         inputs, targets, weights = training_targets(parsed, cw, gender_head, speaker_of)
         inputs = augment_batch(inputs, aug, fdir.features, gen)
-        if aug.get("mixup_alpha", 0) > 0:
+        if (aug.get("mixup_alpha") or 0) > 0:
             return mixup_batch(inputs, targets, weights, aug["mixup_alpha"], gen)
         return inputs, targets, weights
 

@@ -56,7 +56,7 @@ def augmentation_summary(aug: Mapping) -> str:
     if aug.get("band_limit_p", 0) > 0:
         lo, hi = aug["band_limit_hz"]
         parts.append(f"low-pass at {lo}-{hi} Hz on {aug['band_limit_p']:.0%} of windows")
-    if aug.get("mixup_alpha", 0) > 0:
+    if (aug.get("mixup_alpha") or 0) > 0:
         parts.append(f"mixup (alpha {aug['mixup_alpha']})")
     return ", ".join(parts)
 

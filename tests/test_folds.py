@@ -185,3 +185,25 @@ def test_file_speakers_map_every_written_file_to_its_manifest_speaker(feature_di
     some_path, speaker = next(iter(files.items()))
     relative = "/".join(some_path.split("/")[-2:])
     assert read_fold_file(f"path,fold\n{relative},a\n", files) == {speaker: "a"}
+
+
+def test_a_folder_recorded_before_an_option_existed_resumes_while_the_option_is_off(tmp_path):
+    """Options added to the training config default to null, which is what an older folder's
+    missing key reads as: earlier folds stay usable, and turning the option on is still refused."""
+    import copy
+
+    import yaml
+
+    from ser_model.crossval import SettingsMismatch, check_same_settings
+
+    cfg = yaml.safe_load((REPO / "configs" / "train.yaml").read_text())
+    plan = {"folds": ["fold-1"], "speakers": {"cremad/1001": "fold-1"}}
+    older = copy.deepcopy(cfg)
+    for section, key in (("augment", "mixup_alpha"), ("model", "speaker_adversary"), ("training", "ema_momentum")):
+        del older[section][key]
+    check_same_settings(tmp_path, older, plan)     # the first run records its settings
+    check_same_settings(tmp_path, cfg, plan)       # today's defaults: the same recipe
+    switched_on = copy.deepcopy(cfg)
+    switched_on["augment"]["mixup_alpha"] = 0.4
+    with pytest.raises(SettingsMismatch, match="augment.mixup_alpha"):
+        check_same_settings(tmp_path, switched_on, plan)
