@@ -632,11 +632,17 @@ class ScoreCommand(PipelineCommand):
         # Beam runs one worker per core: one TensorFlow thread each avoids oversubscription.
         os.environ.setdefault("SER_TF_THREADS", "1")
         direct = options.view_as(DirectOptions)
-        if (not names_flag(argv, "--direct_num_workers") and 0 < n_files < direct.direct_num_workers
-                and not holds_a_long_recording(job)):
+        if names_flag(argv, "--direct_num_workers") or not 0 < n_files < direct.direct_num_workers:
+            return
+        if not holds_a_long_recording(job):
             # A short file is decoded by one worker, and every worker loads TensorFlow and
-            # the model: start no more workers than there are files (a long one is shared).
+            # the model: start no more workers than there are files.
             direct.direct_num_workers = n_files
+        elif not names_flag(argv, "--direct_running_mode"):
+            # A long recording is shared by every worker. As threads of one process they hold one
+            # TensorFlow and one model instead of one each (the heavy work, decoding, voice
+            # activity and the model, runs outside Python's lock).
+            direct.direct_running_mode = "multi_threading"
 
     def build(self, p, job, layout):
         build_pipeline(p, job, layout)

@@ -96,13 +96,14 @@ def mixed_archive(recording, tmp_path_factory):
     return archive
 
 
-@pytest.mark.parametrize("vad", ["long", "off"])
-def test_one_worker_and_two_give_the_same_windows_and_lose_none(mixed_archive, tiny_bundle, tmp_path, vad):
+@pytest.mark.parametrize("vad,mode", [("long", "multi_processing"), ("off", "multi_processing"),
+                                      ("long", "multi_threading")])
+def test_one_worker_and_two_give_the_same_windows_and_lose_none(mixed_archive, tiny_bundle, tmp_path, vad, mode):
     runs = {}
     for workers in ("1", "2"):
         out = tmp_path / f"w{workers}"
         proc = ser("score", "--model", tiny_bundle[0], "--input", mixed_archive, "--output", out, "--windows",
-                   "--vad", vad, "--direct_num_workers", workers)
+                   "--vad", vad, "--direct_num_workers", workers, "--direct_running_mode", mode)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "inputs 42 = scored 42 + failed 0" in proc.stdout
         runs[workers] = (pq.read_table(f"{out}.files.parquet").to_pylist(),
@@ -134,3 +135,29 @@ def test_a_run_with_a_long_recording_keeps_every_worker(recording, tmp_path):
     job = lambda *globs: SimpleNamespace(inputs=[(g, g) for g in globs], bundle={"features": asdict(CFG)})  # noqa: E731
     assert not holds_a_long_recording(job(f"{tmp_path}/*.wav"))
     assert holds_a_long_recording(job(f"{tmp_path}/*.wav", f"{root}/at16k.flac"))
+
+
+def test_a_long_recording_among_few_files_is_shared_by_threads_of_one_process(recording, tmp_path):
+    """Every worker as a thread of one process (one TensorFlow, one model) unless the user chose."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    from pipelines.score import ScoreCommand
+
+    root, _ = recording
+    audiogen.write(tmp_path / "short.wav", seconds=2.0)
+    job = lambda *globs: SimpleNamespace(inputs=[(g, g) for g in globs], bundle={"features": asdict(CFG)})  # noqa: E731
+
+    def tuned(argv, *globs, n_files):
+        options = PipelineOptions(["--direct_num_workers", "4", "--direct_running_mode", "multi_processing"])
+        ScoreCommand().tune_local(options, argv, job(*globs), n_files)
+        direct = options.view_as(DirectOptions)
+        return direct.direct_num_workers, direct.direct_running_mode
+
+    long_and_short = (f"{tmp_path}/*.wav", f"{root}/at16k.flac")
+    assert tuned([], *long_and_short, n_files=2) == (4, "multi_threading")
+    assert tuned(["--direct_running_mode=multi_processing"], *long_and_short, n_files=2) == (4, "multi_processing")
+    assert tuned([], f"{tmp_path}/*.wav", n_files=1) == (1, "multi_processing")   # short files: processes
+    assert tuned([], *long_and_short, n_files=9) == (4, "multi_processing")       # many files: processes
