@@ -10,7 +10,7 @@ statistics in its first layers, so every caller feeds raw features.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -210,7 +210,7 @@ def mixup_batch(inputs: dict, targets: dict, weights: dict, alpha: float, seed_g
     return inputs, targets, weights
 
 
-def speaker_index(vocab) -> "callable":
+def speaker_index(vocab) -> Callable[[dict], tf.Tensor]:
     """Parsed examples -> index of ``corpus/speaker`` in ``vocab``; -1 for a speaker not in it."""
     keys = tf.constant(list(vocab))
     table = tf.lookup.StaticHashTable(
