@@ -46,9 +46,8 @@ def _to_model_inputs(parsed: dict) -> dict:
 
 def speaker_filter(speakers: Iterable[tuple[str, str]]):
     """A ``tf.data`` predicate that keeps parsed examples of the given ``(corpus, speaker)`` pairs."""
-    keys = tf.constant(sorted(f"{c}/{s}" for c, s in speakers) or [""])
-    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.int32)), 0)
-    return lambda ex: table.lookup(tf.strings.join([ex["corpus"], ex["speaker"]], "/")) > 0
+    index = speaker_index(sorted(f"{c}/{s}" for c, s in speakers) or [""])
+    return lambda ex: index(ex) >= 0
 
 
 def read_split(fdir: FeatureDir, split: str | tuple[str, ...], *, shuffle_files: bool = False,

@@ -197,7 +197,9 @@ def speaker_vocabulary(fdir, speakers=None) -> tuple[str, ...]:
     """``corpus/speaker`` keys the speaker adversary tells apart: ``speakers`` (a fold's training
     speakers) or every speaker of the feature folder's manifest."""
     if speakers is None:
-        speakers = [(c, s) for c, by_speaker in fdir.manifest["speakers"].items() for s in by_speaker]
+        from ser_model.crossval import speakers_of
+
+        speakers = speakers_of(fdir)
     return tuple(sorted(f"{c}/{s}" for c, s in speakers if s))
 
 

@@ -122,33 +122,33 @@ def test_one_worker_and_two_give_the_same_windows_and_lose_none(mixed_archive, t
         assert [w["window_index"] for w in windows2 if w["path"].endswith(name)] == [w.index for w in rec.windows]
 
 
-def test_a_run_with_a_long_recording_keeps_every_worker(recording, tmp_path):
-    """A few short files start no more workers than files; a long recording among them is shared."""
+def job(*globs):
+    """What ``holds_a_long_recording`` and ``tune_local`` read of a score job: inputs and features."""
     from dataclasses import asdict
     from types import SimpleNamespace
 
+    return SimpleNamespace(inputs=[(g, g) for g in globs], bundle={"features": asdict(CFG)})
+
+
+def test_a_run_with_a_long_recording_keeps_every_worker(recording, tmp_path):
+    """A few short files start no more workers than files; a long recording among them is shared."""
     from pipelines.score import holds_a_long_recording
 
     root, _ = recording
     audiogen.write(tmp_path / "short.wav", seconds=2.0)
     (tmp_path / "broken.wav").write_bytes(b"RIFF....")
-    job = lambda *globs: SimpleNamespace(inputs=[(g, g) for g in globs], bundle={"features": asdict(CFG)})  # noqa: E731
     assert not holds_a_long_recording(job(f"{tmp_path}/*.wav"))
     assert holds_a_long_recording(job(f"{tmp_path}/*.wav", f"{root}/at16k.flac"))
 
 
 def test_a_long_recording_among_few_files_is_shared_by_threads_of_one_process(recording, tmp_path):
     """Every worker as a thread of one process (one TensorFlow, one model) unless the user chose."""
-    from dataclasses import asdict
-    from types import SimpleNamespace
-
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
     from pipelines.score import ScoreCommand
 
     root, _ = recording
     audiogen.write(tmp_path / "short.wav", seconds=2.0)
-    job = lambda *globs: SimpleNamespace(inputs=[(g, g) for g in globs], bundle={"features": asdict(CFG)})  # noqa: E731
 
     def tuned(argv, *globs, n_files):
         options = PipelineOptions(["--direct_num_workers", "4", "--direct_running_mode", "multi_processing"])
