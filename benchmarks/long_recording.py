@@ -8,7 +8,8 @@ on the local runner, with ``--direct_num_workers 1`` and with the default (a
 worker per core); voice activity on (the default). Reported per run: wall time,
 real-time factor (wall / audio duration), the peak memory of the whole process
 tree (the sum of every process's resident set, sampled every 0.1 s) and of its
-largest process, the windows scored; and the ratio of the two walls (issue 14's target: >= 1.8x on 2
+largest process, the CPU seconds of the whole tree and how many cores that kept
+busy on average (CPU seconds / wall), the windows scored; and the ratio of the two walls (issue 14's target: >= 1.8x on 2
 cores). Three more runs put that ratio in context: the recording's first tenth
 on one worker (whether memory grows with length), and one short clip on one
 worker and on every worker (the fixed cost of a run: start-up and loading the
@@ -18,7 +19,12 @@ process (Beam's ``--direct_running_mode multi_threading``: one TensorFlow and
 one model in memory instead of one per worker process), which is what `ser
 score` picks by itself for a long recording among fewer files than cores. The voice-activity pass alone
 (``ser_model.vad.speech_segments`` over the file, in this process) is timed
-too, as a share of the one-worker wall.
+too, as a share of the one-worker wall. The cores the one-worker run already keeps busy
+(TensorFlow spreads one model call over every core) bound what more workers can
+gain: at most cores / busy cores, reported as ``speedup_ceiling``. What a worker
+process pays before it scores anything is broken down in a fresh interpreter
+(``worker_startup``: importing TensorFlow, building the model, the traced first
+batch, a batch of another size, traced again).
 Results: benchmarks/results/long_recording.json.
 """
 
@@ -44,14 +50,46 @@ from tests.archivegen import RATE, make_archive  # noqa: E402
 
 
 def score(path: Path, output: Path, extra: list[str]) -> dict:
-    wall, peak, largest, proc = run_measured([sys.executable, "-m", "ser_cli.main", "score", "--input", str(path),
-                                              "--output", str(output), "--windows", *extra])
+    run = run_measured([sys.executable, "-m", "ser_cli.main", "score", "--input", str(path),
+                        "--output", str(output), "--windows", *extra])
     import pyarrow.parquet as pq
 
     windows = pq.read_table(f"{output}.windows.parquet").num_rows
-    return {"wall_s": round(wall, 1), "peak_rss_tree_mib": round(peak / 2**20),
-            "peak_rss_largest_process_mib": round(largest / 2**20), "windows": windows,
-            "summary": proc.stdout.strip().splitlines()[0]}
+    return {"wall_s": round(run.wall_s, 1), "cpu_s": round(run.cpu_s, 1),
+            "busy_cores": round(run.cpu_s / run.wall_s, 2),   # how many cores the run kept busy on average
+            "peak_rss_tree_mib": round(run.peak_rss / 2**20),
+            "peak_rss_largest_process_mib": round(run.peak_rss_largest / 2**20), "windows": windows,
+            "summary": run.proc.stdout.strip().splitlines()[0]}
+
+
+# What one worker process pays before its first window is scored, step by step, in a fresh interpreter.
+STARTUP_STEPS = """
+import json, time
+import numpy as np
+t = [time.perf_counter()]
+import tensorflow  # noqa: F401
+t.append(time.perf_counter())
+from ser_model.bundle import load_bundle
+model = load_bundle().model
+t.append(time.perf_counter())
+def batch(n):
+    return {i.name: np.zeros((n, *i.shape[1:]), "float32") for i in model.inputs}
+for n in (32, 12, 32):
+    model.predict_on_batch(batch(n))
+    t.append(time.perf_counter())
+steps = ("import_tensorflow_s", "load_model_s", "first_batch_s", "second_batch_size_s", "same_size_again_s")
+print(json.dumps({k: round(b - a, 2) for k, a, b in zip(steps, t, t[1:])}))
+"""
+
+
+def startup_breakdown() -> dict:
+    """The fixed cost of one worker process: importing TensorFlow, building the model from the bundle, the
+    first batch (Keras traces the predict function), a batch of another size (traced once more, with the
+    batch size left open) and a third, untraced batch for comparison."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", STARTUP_STEPS], cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -84,6 +122,8 @@ def main() -> int:
         clip = tmp / "clip.flac"            # one short clip: the fixed cost of a run (start-up, model loading)
         sf.write(clip, wave[int(truth[0][0] * RATE): int(truth[0][1] * RATE)], RATE, format="FLAC")
 
+        startup = startup_breakdown()
+        print("one worker's start-up:", json.dumps(startup), flush=True)
         runs, workers = {}, str(os.cpu_count())
         processes, threads = (["--direct_running_mode", mode] for mode in ("multi_processing", "multi_threading"))
         for name, source, extra in (("one_worker", path, ["--direct_num_workers", "1", *processes]),
@@ -106,12 +146,13 @@ def main() -> int:
               "threads_over_one_after_fixed_cost": round(
                   (one["wall_s"] - runs["fixed_one_worker"]["wall_s"])
                   / (runs["every_worker_threads"]["wall_s"] - runs["fixed_every_worker_threads"]["wall_s"]), 3),
+              "speedup_ceiling": round(os.cpu_count() / one["busy_cores"], 2),
               "peak_rss_target_mib": 1536,
               "vad_alone_s": round(vad_s, 1), "vad_share_of_one_worker_wall": round(vad_s / one["wall_s"], 3),
-              "speech_segments": len(segments)}
+              "speech_segments": len(segments), "worker_startup": startup}
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: report[k] for k in ("every_over_one_wall", "every_over_one_after_fixed_cost",
-                                             "threads_over_one_wall",
+                                             "threads_over_one_wall", "speedup_ceiling",
                                              "vad_share_of_one_worker_wall")}))
     return 0
 

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -36,20 +37,43 @@ from benchmarks.features_throughput import audio_files  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 
 
-def process_tree_rss(pid: int) -> list[int]:
-    """Resident memory of a process and of each of its descendants, in bytes."""
-    sizes, stack = [], [pid]
+def process_tree(pid: int) -> list[int]:
+    """A process and its live descendants."""
+    pids, stack = [], [pid]
     while stack:
         p = stack.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                sizes.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
             for task in os.listdir(f"/proc/{p}/task"):  # children are listed per creating thread
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     stack += [int(c) for c in f.read().split()]
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return sizes
+        pids.append(p)
+    return pids
+
+
+def process_rss(pid: int) -> int:
+    """Resident memory of one process in bytes (0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds one process has used so far (0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()   # after "pid (comm)": state is field 3
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime: fields 14, 15
+
+
+def process_tree_rss(pid: int) -> list[int]:
+    """Resident memory of a process and of each of its descendants, in bytes."""
+    return [process_rss(p) for p in process_tree(pid)]
 
 
 def tree_rss(pid: int) -> int:
@@ -57,17 +81,28 @@ def tree_rss(pid: int) -> int:
     return sum(process_tree_rss(pid))
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, int, subprocess.CompletedProcess]:
-    """``(wall seconds, peak bytes of the whole process tree, peak bytes of its largest process,
-    the finished process)`` of a command run from the repository; exits if it fails."""
+class Measured(NamedTuple):
+    wall_s: float
+    peak_rss: int            # bytes, the whole process tree
+    peak_rss_largest: int    # bytes, its largest process
+    cpu_s: float             # user + system seconds of every process of the tree, as last sampled
+    proc: subprocess.CompletedProcess
+
+
+def run_measured(cmd: list[str]) -> Measured:
+    """Run a command from the repository, sampling its process tree every 0.1 s; exits if it fails.
+    CPU time is each process's last sample, so a process's final 0.1 s can be missed."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0, 0]
+    peak, cpu = [0, 0], {}
 
     def sample():
         while proc.poll() is None:
-            sizes = process_tree_rss(proc.pid)
+            pids = process_tree(proc.pid)
+            sizes = [process_rss(p) for p in pids]
             peak[0], peak[1] = max(peak[0], sum(sizes)), max(peak[1], max(sizes, default=0))
+            for p in pids:
+                cpu[p] = max(cpu.get(p, 0.0), process_cpu_seconds(p))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample)
@@ -77,7 +112,8 @@ def run_measured(cmd: list[str]) -> tuple[float, int, int, subprocess.CompletedP
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed:\n{err[-3000:]}")
-    return wall, peak[0], peak[1], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return Measured(wall, peak[0], peak[1], sum(cpu.values()),
+                    subprocess.CompletedProcess(cmd, proc.returncode, out, err))
 
 
 def naive_loop(files: list[Path], model_path: str) -> dict:
@@ -138,7 +174,7 @@ def main():
             (listing / f"{i // 500:03d}").mkdir(parents=True, exist_ok=True)
             (listing / f"{i // 500:03d}" / f"{i:05d}_{f.name}").symlink_to(f.resolve())
         print(f"pipeline over {len(files)} files ...", flush=True)
-        wall, peak, _, proc = run_measured([*ser, "--input", str(listing), "--output", f"{tmp}/sample"])
+        wall, peak, _, _, proc = run_measured([*ser, "--input", str(listing), "--output", f"{tmp}/sample"])
         import pyarrow.parquet as pq
 
         rows = pq.read_table(f"{tmp}/sample.files.parquet").to_pylist()
@@ -153,7 +189,7 @@ def main():
         long_path = Path(tmp) / "long.flac"
         long_s = long_recording(files, args.long_minutes, long_path)
         print(f"long recording {long_s / 60:.1f} min ...", flush=True)
-        wall, peak, _, proc = run_measured([*ser, "--input", str(long_path), "--output", f"{tmp}/long", "--windows"])
+        wall, peak, _, _, proc = run_measured([*ser, "--input", str(long_path), "--output", f"{tmp}/long", "--windows"])
         long = {"audio_s": round(long_s, 1), "wall_s": round(wall, 2), "realtime_factor": round(long_s / wall, 1),
                 "peak_rss_mb": round(peak / 2 ** 20), "target_peak_rss_mb": 1536}
         print(json.dumps(long), flush=True)
