@@ -169,3 +169,27 @@ def test_dataflow_job_builds_offline(tiny_bundle, monkeypatch, capsys):
                   "--no_auth", "--project", "my-project", "--region", "us-central1",
                   "--temp_location", "gs://bucket/tmp", "--setup_file", "./setup.py"]) == 0
     assert "dry run" in capsys.readouterr().out
+
+
+def readme_block(marker: str) -> str:
+    """The fenced Python block after ``<!-- marker -->`` in the README."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index(f"<!-- {marker} -->"):]
+    return after[after.index("```python\n") + len("```python\n"):after.index("\n```", after.index("```python"))]
+
+
+def test_readme_timeline_example_plots_the_long_recording(scored, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out, _ = scored
+    (tmp_path / "out").mkdir()
+    for table in ("windows", "segments"):   # the example's paths, the fixture's tables
+        (tmp_path / f"out/scores.{table}.parquet").symlink_to(f"{out}.{table}.parquet")
+    monkeypatch.chdir(tmp_path)
+    names = {}
+    exec(readme_block("timeline-example"), names)
+    assert names["path"].endswith("interview.flac")
+    assert len(names["ax"].lines) == 7                       # one line per class
+    assert len(names["ax"].patches) == len(names["s"]) > 0   # one shaded span per speech segment
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
