@@ -147,6 +147,13 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
     print(f"device: {device}; {n_windows} training windows, {steps} steps/epoch; "
           f"classes {list(classes)}; windows per class {counts.tolist()}", flush=True)
     vocab = speaker_vocabulary(fdir, speakers) if (m.get("speaker_adversary") or 0) > 0 else None
+    if vocab is not None and len(vocab) < 2:
+        # Data without named speakers (a folder per label): nothing to tell apart, so train without it.
+        print(f"speaker adversary off: the training data names {len(vocab)} speaker(s), it needs two or more",
+              flush=True)
+        m = {**m, "speaker_adversary": None}
+        cfg = {**cfg, "model": m}
+        vocab = None
     train_ds = D.train_dataset(fdir, t, cfg["augment"], weights, m["gender_head"], cfg["seed"],
                                splits=splits, speakers=speakers, speaker_vocab=vocab)
     if hasattr(train_ds, "repeat"):   # tf.data; a PyDataset starts over every epoch by itself
@@ -228,7 +235,7 @@ def fit_and_export(fdir, cfg: Mapping, output: str, work: Path, max_steps: int |
     if crossval:
         rep["crossval"] = list(crossval)
     print(format_report(rep), flush=True)
-    card = model_card(rep, fdir, cfg, calibrated=calibration is not None)
+    card = model_card(rep, fdir, facts["config"], calibrated=calibration is not None)   # as trained
     save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, card,
                 calibration)
     clear_state(work)

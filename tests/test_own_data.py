@@ -84,6 +84,23 @@ def test_folder_per_label_with_a_stray_file(tmp_path):
     assert set(manifest["split_groups"]["clips"]["test"]) <= {f"file:{p}" for p in map(str, root.rglob("*.wav"))}
 
 
+def test_data_without_speakers_trains_without_the_speaker_adversary(tmp_path):
+    """The default recipe's speaker adversary needs named speakers; a folder per label has none."""
+    root = tmp_path / "clips"
+    for i, folder in enumerate(("angry", "happy", "sad")):
+        for j in range(6):
+            audiogen.write(root / folder / f"take{j}.wav", pitch=150 + 60 * i, seed=j)
+    features, bundle = tmp_path / "features", tmp_path / "bundle"
+    assert run_features([f"clips={root}"], features) == 0
+    assert load_yaml("train")["model"]["speaker_adversary"] > 0   # on by default
+    trained = ser("train", "--features", features, "--output", bundle, *TINY, "--max_steps", "2")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "speaker adversary off: the training data names 0 speaker(s)" in trained.stdout
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert metrics["training"]["config"]["model"]["speaker_adversary"] is None
+    assert "speaker adversary" not in (bundle / "MODEL_CARD.md").read_text()
+
+
 def test_labels_that_map_to_nothing_stop_before_any_work(tmp_path, capsys):
     root = tmp_path / "clips"
     audiogen.write(root / "angry" / "a.wav")
