@@ -20,8 +20,8 @@ one model in memory instead of one per worker process), which is what `ser
 score` picks by itself for a long recording among fewer files than cores. The voice-activity pass alone
 (``ser_model.vad.speech_segments`` over the file, in this process) is timed
 too, as a share of the one-worker wall. The cores the one-worker run already keeps busy
-(TensorFlow spreads one model call over every core) bound what more workers can
-gain: at most cores / busy cores, reported as ``speedup_ceiling``. What a worker
+bound what more workers can gain: at most cores / busy cores, reported as
+``speedup_ceiling``. What a worker
 process pays before it scores anything is broken down in a fresh interpreter
 (``worker_startup``: importing TensorFlow, building the model, the traced first
 batch, a batch of another size, traced again).
