@@ -2,9 +2,9 @@
 
 Reads a split's shards (local or gs://) with parallel interleaved reads, parses
 whole batches at once, optionally caches the parsed windows, shuffles, applies
-SpecAugment-style augmentation (and optional noise, band limiting and mixup) to the
-training split only, batches and
-prefetches. Normalisation is not done here: the model carries the train-split
+SpecAugment-style augmentation (and optional vocal-tract-length and tempo
+perturbation, noise, band limiting and mixup) to the training split only, batches
+and prefetches. Normalisation is not done here: the model carries the train-split
 statistics in its first layers, so every caller feeds raw features.
 """
 
@@ -143,14 +143,79 @@ def degrade_batch(logmel: tf.Tensor, aug: Mapping, features, seed_gen: tf.random
     return logmel
 
 
+# Jaitly and Hinton's VTLP keeps frequencies above this share of the top frequency on a line
+# that ends at the top, so the warped spectrum neither runs off the band nor leaves it empty.
+VTLP_BOUNDARY = 0.6
+
+
+def vtlp_source_hz(out_hz: tf.Tensor, alpha: tf.Tensor, fmax: float) -> tf.Tensor:
+    """The frequency of the original spectrum that each frequency of the warped one reads.
+
+    The inverse of vocal-tract-length perturbation (Jaitly and Hinton 2013): below the boundary
+    ``VTLP_BOUNDARY * fmax * min(alpha, 1)`` the warp multiplies frequencies by ``alpha`` (> 1 a
+    shorter vocal tract: formants up); above it a straight line joins the boundary to ``fmax``."""
+    b_out = VTLP_BOUNDARY * fmax * tf.minimum(alpha, 1.0)
+    b_in = b_out / alpha
+    upper = fmax - (fmax - out_hz) * (fmax - b_in) / (fmax - b_out)
+    return tf.where(out_hz <= b_out, out_hz / alpha, upper)
+
+
+def warp_bands(logmel: tf.Tensor, alpha: tf.Tensor, features) -> tf.Tensor:
+    """``(B, bands, frames, 1)`` log-mels with each example's frequency axis warped by its
+    ``alpha`` (``(B,)``, :func:`vtlp_source_hz`): each band reads the original at its source
+    frequency, interpolated between the two nearest band centres."""
+    centres = tf.constant(mel_band_centres_hz(features), tf.float32)
+    n = centres.shape[0]
+    source = vtlp_source_hz(centres[None, :], alpha[:, None], features.fmax)        # (B, bands)
+    hi = tf.clip_by_value(tf.searchsorted(tf.broadcast_to(centres, tf.shape(source)), source, side="right"),
+                          1, n - 1)
+    lo = hi - 1
+    w = tf.clip_by_value((source - tf.gather(centres, lo)) / (tf.gather(centres, hi) - tf.gather(centres, lo)),
+                         0.0, 1.0)[:, :, None, None]
+    return (1 - w) * tf.gather(logmel, lo, axis=1, batch_dims=1) + w * tf.gather(logmel, hi, axis=1, batch_dims=1)
+
+
+def stretch_frames(x: tf.Tensor, rate: tf.Tensor) -> tf.Tensor:
+    """``(B, rows, frames, 1)`` features replayed at ``rate`` (``(B,)``; > 1 faster speech): output
+    frame t reads frame ``t * rate``, interpolated, wrapping round as the circular time shift does.
+    Log-mel and MFCC alike: the DCT runs over bands, this over frames, so the two commute."""
+    frames = x.shape[2]
+    position = tf.range(frames, dtype=tf.float32)[None, :] * rate[:, None]     # (B, frames)
+    floor = tf.floor(position)
+    w = (position - floor)[:, None, :, None]
+    lo = tf.cast(floor, tf.int32) % frames
+    hi = (lo + 1) % frames
+    return (1 - w) * tf.gather(x, lo, axis=2, batch_dims=1) + w * tf.gather(x, hi, axis=2, batch_dims=1)
+
+
+def perturb_voice(logmel: tf.Tensor, mfcc: tf.Tensor, aug: Mapping, features,
+                  seed_gen: tf.random.Generator) -> tuple[tf.Tensor, tf.Tensor]:
+    """Other voices and speaking rates than the corpora's few speakers have: every example's
+    frequency axis warped by a factor drawn from ``aug["vtlp"]`` (``[lo, hi]``, vocal tract
+    length) and its frames replayed at a rate drawn from ``aug["tempo"]``; null switches one off
+    (and draws nothing, so the other augmentations' random numbers stay as they were)."""
+    batch = tf.shape(logmel)[0]
+    if aug.get("vtlp"):
+        lo, hi = aug["vtlp"]
+        logmel = warp_bands(logmel, seed_gen.uniform([batch], lo, hi), features)
+        mfcc = mfcc_of(logmel, mfcc.shape[1])
+    if aug.get("tempo"):
+        lo, hi = aug["tempo"]
+        rate = seed_gen.uniform([batch], lo, hi)
+        logmel, mfcc = stretch_frames(logmel, rate), stretch_frames(mfcc, rate)
+    return logmel, mfcc
+
+
 def augment_batch(inputs: dict, aug: Mapping, features, seed_gen: tf.random.Generator) -> dict:
-    """Per example: band limit and noise (:func:`degrade_batch`), a random circular time shift,
-    a random gain and SpecAugment masks."""
+    """Per example: vocal tract length and tempo (:func:`perturb_voice`), band limit and noise
+    (:func:`degrade_batch`), a random circular time shift, a random gain and SpecAugment masks."""
     logmel, mfcc = inputs["logmel"], inputs["mfcc"]          # (B, bands, frames, 1)
     batch = tf.shape(logmel)[0]
     n_mels, frames = logmel.shape[1], logmel.shape[2]
     mel_floor = features.db_floor
 
+    if aug.get("vtlp") or aug.get("tempo"):
+        logmel, mfcc = perturb_voice(logmel, mfcc, aug, features, seed_gen)
     if aug.get("band_limit_p", 0) > 0 or aug.get("noise_p", 0) > 0:
         degraded = degrade_batch(logmel, aug, features, seed_gen)
         changed = tf.reduce_any(tf.not_equal(degraded, logmel), axis=[1, 2, 3])[:, None, None, None]

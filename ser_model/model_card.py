@@ -56,6 +56,10 @@ def augmentation_summary(aug: Mapping) -> str:
     if aug.get("band_limit_p", 0) > 0:
         lo, hi = aug["band_limit_hz"]
         parts.append(f"low-pass at {lo}-{hi} Hz on {aug['band_limit_p']:.0%} of windows")
+    if aug.get("vtlp"):
+        parts.append("vocal-tract-length warp (factor {}-{})".format(*aug["vtlp"]))
+    if aug.get("tempo"):
+        parts.append("tempo change (rate {}-{})".format(*aug["tempo"]))
     if (aug.get("mixup_alpha") or 0) > 0:
         parts.append(f"mixup (alpha {aug['mixup_alpha']})")
     return ", ".join(parts)

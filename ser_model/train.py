@@ -40,7 +40,24 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         if leaf not in node:
             raise ConfigError(f"--set {key}: unknown setting {leaf!r}; known: {sorted(node)}")
         node[leaf] = value
+    check_factor_ranges(cfg.get("augment") or {})
     return cfg
+
+
+FACTOR_RANGES = ("vtlp", "tempo")
+
+
+def check_factor_ranges(aug: dict) -> None:
+    """The perturbation factors are null (off) or ``[lo, hi]`` with ``0 < lo <= hi``."""
+    for key in FACTOR_RANGES:
+        value = aug.get(key)
+        if value is None:
+            continue
+        ok = (isinstance(value, list) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+              and 0 < value[0] <= value[1])
+        if not ok:
+            raise ConfigError(f"augment.{key}: expected null or [lo, hi] with 0 < lo <= hi, got {value!r}")
 
 
 def split_cpu(n_devices: int) -> None:

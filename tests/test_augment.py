@@ -1,6 +1,8 @@
-"""Training-time degradation (noise, band limit): what it changes, what it keeps, and matching MFCCs."""
+"""Training-time augmentation (noise, band limit, vocal tract length, tempo, mixup): what it changes,
+what it keeps, and matching MFCCs."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from ser_model import data as D
@@ -88,3 +90,76 @@ def test_mixup_blends_inputs_targets_and_weights_alike_and_keeps_gender():
     assert np.array_equal(out_t["gender"].numpy(), targets["gender"].numpy())
     # The DCT is linear: the blended MFCCs are still those of the blended log-mel.
     assert np.allclose(out_in["mfcc"].numpy(), D.mfcc_of(out_in["logmel"], CFG.n_mfcc).numpy(), atol=2e-3)
+
+
+def tone_features(hz=None, am_hz=None, harmonics_of=None):
+    """The real feature code's (logmel, mfcc) ``(1, bands, frames, 1)`` of a sine at ``hz`` or a
+    harmonic tone on ``harmonics_of`` Hz, switched on and off ``am_hz`` times a second if given."""
+    t = np.arange(CFG.window_samples) / CFG.sample_rate
+    wave = (np.sin(2 * np.pi * hz * t) if hz else
+            sum(np.sin(2 * np.pi * k * harmonics_of * t) / k for k in range(1, 20)))
+    if am_hz:
+        wave = wave * (np.sin(2 * np.pi * am_hz * t) > 0)
+    logmel, mfcc = compute_features((0.3 * wave).astype(np.float32), CFG)
+    return tf.constant(logmel[None, ..., None]), tf.constant(mfcc[None, ..., None])
+
+
+def peak_band(logmel) -> int:
+    return int(np.median(np.argmax(logmel.numpy()[0, :, :, 0], axis=0)))
+
+
+def test_vtlp_moves_a_tone_where_a_shorter_or_longer_vocal_tract_would():
+    logmel, _ = tone_features(hz=1000)
+    for alpha in (0.9, 1.0, 1.1):
+        warped = D.warp_bands(logmel, tf.constant([alpha]), CFG)
+        assert abs(peak_band(warped) - peak_band(tone_features(hz=1000 * alpha)[0])) <= 1
+    assert peak_band(D.warp_bands(logmel, tf.constant([1.1]), CFG)) > peak_band(logmel) + 2
+    assert np.allclose(D.warp_bands(logmel, tf.constant([1.0]), CFG).numpy(), logmel.numpy(), atol=1e-3)
+
+
+def test_vtlp_warp_is_continuous_and_keeps_the_band_edges():
+    hz = tf.constant(np.linspace(0, CFG.fmax, 2001), tf.float32)
+    for alpha in (0.85, 1.0, 1.15):
+        source = D.vtlp_source_hz(hz, tf.constant(alpha), CFG.fmax).numpy()
+        assert np.all(np.diff(source) > 0)                          # monotonic: no band read twice
+        assert np.max(np.abs(np.diff(source))) < 2 * CFG.fmax / 2000  # no jump at the boundary
+        assert np.isclose(source[-1], CFG.fmax) and source[0] == 0
+        assert np.isclose(source[100], float(hz[100]) / alpha)    # the low range scales by alpha
+
+
+def test_tempo_replays_frames_faster_or_slower():
+    frames = CFG.n_frames
+    ramp = tf.constant(np.broadcast_to(np.arange(frames, dtype=np.float32), (2, 3, frames))[..., None])
+    out = D.stretch_frames(ramp, tf.constant([1.1, 0.8])).numpy()[..., 0]
+    inside = np.arange(frames) * 1.1 < frames - 1
+    assert np.allclose(out[0, :, inside].T, np.arange(frames)[inside] * 1.1, atol=1e-3)
+    assert np.allclose(out[1], np.arange(frames) * 0.8, atol=1e-3)
+    # A tone switched on and off 2 times a second, replayed 1.25x faster, is one switched 2.5 times.
+    fast = D.stretch_frames(tone_features(harmonics_of=150, am_hz=2)[0], tf.constant([1.25])).numpy()
+    target = tone_features(harmonics_of=150, am_hz=2.5)[0].numpy()
+    unwrapped = int(frames / 1.25) - 1
+    envelope = lambda x: x[0, :, :unwrapped, 0].mean(axis=0)  # noqa: E731
+    assert np.corrcoef(envelope(fast), envelope(target))[0, 1] > 0.95
+
+
+def test_voice_perturbation_keeps_mfccs_those_of_the_log_mel():
+    logmel, mfcc = speechlike_windows()
+    out = D.augment_batch({"logmel": logmel, "mfcc": mfcc}, {**OFF, "vtlp": [0.9, 1.1], "tempo": [0.9, 1.1]},
+                          CFG, tf.random.Generator.from_seed(6))
+    assert not np.allclose(out["logmel"].numpy(), logmel.numpy(), atol=0.5)
+    assert np.allclose(out["mfcc"].numpy(), D.mfcc_of(out["logmel"], CFG.n_mfcc).numpy(), atol=2e-3)
+
+
+def test_perturbation_factor_ranges_are_checked():
+    from ser_model.config import ConfigError
+    from ser_model.model_card import augmentation_summary
+    from ser_model.train import apply_overrides
+
+    cfg = {"augment": {"vtlp": None, "tempo": None}}
+    on = apply_overrides(cfg, ["augment.vtlp=[0.9, 1.1]", "augment.tempo=[0.85, 1.15]"])
+    assert on["augment"] == {"vtlp": [0.9, 1.1], "tempo": [0.85, 1.15]}
+    assert "vocal-tract-length warp (factor 0.9-1.1)" in augmentation_summary(on["augment"])
+    assert "tempo change (rate 0.85-1.15)" in augmentation_summary(on["augment"])
+    for bad in ("augment.vtlp=1.1", "augment.tempo=[1.1, 0.9]", "augment.vtlp=[0, 1]", "augment.tempo=[a, b]"):
+        with pytest.raises(ConfigError, match=r"augment\.(vtlp|tempo): expected null or \[lo, hi\]"):
+            apply_overrides(cfg, [bad])
