@@ -76,9 +76,11 @@ def train(argv: list[str]) -> int:
                         "for a URL output, a folder in the temporary folder named after it)")
     p.add_argument("--max_steps", type=int, default=None,
                    help="stop after this many training steps in all (smoke tests, benchmarks)")
-    p.add_argument("--train_on", choices=("train", "train+val"), default="train",
+    p.add_argument("--train_on", choices=("train", "train+val", "all"), default="train",
                    help="train+val refits on the validation speakers too, for the fixed epoch count "
-                        "(no early stopping); the test split stays held out")
+                        "(no early stopping); the test split stays held out. all: refits on every split "
+                        "(needs --crossval: with no speaker held out, only the folds can say how the "
+                        "recipe does on new voices)")
     p.add_argument("--calibration", default=None, metavar="CROSSVAL_JSON",
                    help="crossval.json of `ser crossval` with the same recipe: its temperature, fitted on "
                         "speakers the fold models never heard, calibrates the bundle's probabilities")
@@ -108,6 +110,9 @@ def _train_settings(args: argparse.Namespace) -> dict:
                     "expected": FeatureConfig.from_dict(load_yaml(args.features_config).get("features") or {})}
     except (ConfigError, FileNotFoundError, ValueError) as err:
         raise SettingsError(str(err)) from None
+    if args.train_on == "all" and not args.crossval:
+        raise SettingsError("--train_on all needs --crossval CROSSVAL_JSON: a model trained on every "
+                            "speaker has no held-out split of its own to report")
     try:
         settings["evidence"] = [crossval_evidence(path) for path in args.crossval]
     except (OSError, ValueError, KeyError) as err:

@@ -14,10 +14,15 @@ LICENCES = {
 }
 
 
-def crossval_sections(evidence: list[Mapping], refit: bool, calibrated: bool) -> list[str]:
+TRAINED_ON = {"train": "trained on the train split",
+              "train+val": "refit on the train and validation groups",
+              "all": "refit on every development speaker (all splits)"}
+
+
+def crossval_sections(evidence: list[Mapping], train_on: str, calibrated: bool) -> list[str]:
     """The card's first sections: figures on speakers (and corpora) the fold models never heard."""
     lines = []
-    which = "refit on all development speakers" if refit else "trained on the train split"
+    which = TRAINED_ON.get(train_on, TRAINED_ON["train"])
     for ev in evidence:
         first = ev["kind"] != "by_corpus"
         head = ("## On voices it never heard (speaker cross-validation)" if first else
@@ -66,15 +71,16 @@ def augmentation_summary(aug: Mapping) -> str:
 
 
 def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> str:
-    f = rep["file"]
     manifest = fdir.manifest
     corpora = sorted(manifest.get("corpus_split", {}))
     t, m = cfg["training"], cfg["model"]
     tr = rep.get("training", {})
+    train_on = tr.get("train_on", "train")
+    refit = train_on != "train"          # a fixed epoch count, no model selection
     evidence = rep.get("crossval") or []
     lines = [
         "# Model card: speech emotion recognition (fused DenseNet + MFCC-CNN)", "",
-        *crossval_sections(evidence, tr.get("train_on") == "train+val", calibrated),
+        *crossval_sections(evidence, train_on, calibrated),
         "## Intended use",
         "Research and archive exploration of *acted* emotional speech. Predictions on natural, "
         "conversational or noisy speech are far less reliable than the figures below; do not use "
@@ -90,23 +96,41 @@ def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> st
         "## Split",
         "Speaker-independent where the corpus allows (RAVDESS, CREMA-D by speaker); TESS by spoken "
         "word and SAVEE by sentence (too few speakers). Groups per split are listed in the feature "
-        "run's manifest.json. " + ("The model was refit on the train and validation groups; no test group "
-                                    "(speaker, TESS word, SAVEE sentence) was seen." if tr.get("train_on") == "train+val" else
-                                    "Trained on the train split, model selected on validation UAR."), "",
+        "run's manifest.json. " + SPLIT_USE[train_on], "",
         "## Recipe",
         f"- backbone {m['backbone']} (weights: {m.get('weights') or 'from scratch'}), log-mel pooled "
         f"{m.get('mel_pool')}, per-window normalisation {m.get('window_norm') or 'none'}, MFCC CNN {m['mfcc_filters']}, dropout {m['dropout']}, "
         f"gender head {bool(m.get('gender_head'))}" + (
             f", speaker adversary (gradient reversal, scale {m['speaker_adversary']}; dropped from the shipped model)"
             if (m.get("speaker_adversary") or 0) > 0 else ""),
-        f"- {t['epochs']} epochs{'' if tr.get('train_on') == 'train+val' else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
+        f"- {t['epochs']} epochs{'' if refit else ' max'}, batch {t['batch_size']}, AdamW lr {t['learning_rate']} cosine, "
         f"label smoothing {t['label_smoothing']}, class weighting {t['class_weighting']}"
         + (f", final weights a moving average (EMA {t['ema_momentum']})" if t.get("ema_momentum") else ""),
         f"- augmentation: {augmentation_summary(cfg.get('augment', {}))}",
         f"- trained on {tr.get('device', '?')}; epochs run {tr.get('epochs_run', '?')}, " + (
             "final weights (the validation speakers were trained on, so there is no model selection)"
-            if tr.get("train_on") == "train+val" else f"best epoch {tr.get('best_epoch', '?')}"), "",
-        (f"## Also measured: the feature run's test split ({f['n']} files)" if evidence else
+            if refit else f"best epoch {tr.get('best_epoch', '?')}"), "",
+        *held_out_split_section(rep, bool(evidence)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+SPLIT_USE = {
+    "train": "Trained on the train split, model selected on validation UAR.",
+    "train+val": "The model was refit on the train and validation groups; no test group (speaker, TESS "
+                 "word, SAVEE sentence) was seen.",
+    "all": "The model was refit on every group of every split, test included, so it has no held-out "
+           "split of its own: the cross-validation figures above are its recipe's figures on new voices.",
+}
+
+
+def held_out_split_section(rep: Mapping, after_crossval: bool) -> list[str]:
+    """The feature run's test split, for a model that did not train on it."""
+    f = rep.get("file")
+    if not f:
+        return []
+    return [
+        (f"## Also measured: the feature run's test split ({f['n']} files)" if after_crossval else
          f"## Measured on the held-out test split ({f['n']} files)"),
         f"Per file (window probabilities averaged): **UAR {f['uar']:.3f}**, accuracy {f['accuracy']:.3f}, "
         f"macro-F1 {f['macro_f1']:.3f}.", "",
@@ -124,4 +148,3 @@ def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> st
         "", "Per-class recall: " + ", ".join(f"{c} {r:.2f}" for c, r in f["recall"].items()) + ".", "",
         "Full figures, confusion matrix included, are in metrics.json.",
     ]
-    return "\n".join(lines) + "\n"

@@ -206,7 +206,7 @@ def fit(fdir, cfg: Mapping, work: Path, max_steps: int | None, *, splits: tuple[
               callbacks=callbacks, shuffle=False,  # the dataset shuffles
               verbose=1 if sys.stdout.isatty() else 2)
     facts = {"device": device, "train_seconds_this_run": round(time.monotonic() - started, 1),
-             "windows": n_windows, "config": cfg}
+             "windows": n_windows, "config": cfg, "epochs_run": epochs}
     if validation is not None:
         facts.update(epochs_run=validation.epochs_seen + initial_epoch, best_epoch=state.best_epoch + 1,
                      best_val_uar=round(state.best, 4))
@@ -232,26 +232,37 @@ def clear_state(work: Path) -> None:
     shutil.rmtree(work / "state", ignore_errors=True)
 
 
+# What `ser train --train_on` trains on. A refit (train+val, all) runs the fixed epoch count.
+TRAIN_ON = {"train": ("train",), "train+val": ("train", "val"), "all": ("train", "val", "test")}
+
+
 def fit_and_export(fdir, cfg: Mapping, output: str, work: Path, max_steps: int | None,
                    train_on: str = "train", calibration: Mapping | None = None,
                    crossval: list | None = None) -> int:
-    """`ser train`: fit on the train split (or train+val), evaluate on test, write the bundle.
+    """`ser train`: fit on the train split (or train+val, or every split), evaluate on test unless it
+    was trained on, write the bundle.
 
     ``crossval``: :func:`ser_model.crossval.evidence` of reports of the same recipe, kept in the
-    bundle's metrics.json (``crossval``) and leading its model card."""
+    bundle's metrics.json (``crossval``) and leading its model card (for ``train_on="all"`` the only
+    figures it has)."""
     from ser_model.bundle import save_bundle
     from ser_model.evaluate import evaluate_split, format_report
     from ser_model.model_card import model_card
 
-    splits = ("train", "val") if train_on == "train+val" else ("train",)
-    val_ds = input_functions().eval_dataset(fdir, "val", batch_size=64, cache=True)
+    splits = TRAIN_ON[train_on]
+    # The validation UAR after each epoch selects the model (train) or shows progress (train+val);
+    # a model that trains on every split has no split left to show it on.
+    val_ds = None if "test" in splits else input_functions().eval_dataset(fdir, "val", batch_size=64, cache=True)
     model, facts = fit(fdir, cfg, work, max_steps, splits=splits, val_ds=val_ds,
                        early_stopping=train_on == "train")
-    rep = evaluate_split(model, fdir, "test")
+    if "test" in splits:
+        rep = {"split": None, "classes": list(fdir.label_set.classes)}
+    else:
+        rep = evaluate_split(model, fdir, "test")
+        print(format_report(rep), flush=True)
     rep["training"] = {**facts, "train_on": train_on}
     if crossval:
         rep["crossval"] = list(crossval)
-    print(format_report(rep), flush=True)
     card = model_card(rep, fdir, facts["config"], calibrated=calibration is not None)   # as trained
     save_bundle(output, model, fdir.features, fdir.label_set, fdir.stats, rep, card,
                 calibration)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from collections import Counter
 
 import numpy as np
@@ -157,6 +158,21 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "On speakers it never heard (2-fold speaker cross-validation" in sidebar
     assert f"({manifest['written']} files)" in sidebar
+    # A refit on every split has no test split of its own: only the folds speak for it.
+    refused = ser("train", "--features", feature_dir, "--output", tmp_path / "no", *TINY, "--train_on", "all")
+    assert refused.returncode == 2 and "--train_on all needs --crossval" in refused.stderr
+    assert not (tmp_path / "no").exists()
+    everything = tmp_path / "bundle-all"
+    trained = ser("train", "--features", feature_dir, "--output", everything, *TINY, "--max_steps", "2",
+                  "--train_on", "all", "--crossval", out / "crossval.json")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "test split:" not in trained.stdout
+    windows = int(re.search(r"(\d+) training windows", trained.stdout).group(1))
+    assert windows == sum(manifest["windows"].values())   # train, val and test
+    card = (everything / "MODEL_CARD.md").read_text()
+    assert "refit on every development speaker" in card and "## On voices it never heard" in card
+    assert "test split (" not in card
+    assert "file" not in json.loads((everything / "metrics.json").read_text())
 
 
 def test_the_speaker_filter_lets_no_test_speaker_into_training(feature_dir):
