@@ -52,6 +52,17 @@ def variant_report(run: Path, baseline: dict, classes) -> dict:
     return out
 
 
+def mean_differences(folds: dict) -> dict:
+    """Per group: the mean UAR difference to the baseline over the folds that test it, how many
+    folds that is, and on how many the variant was better."""
+    per_group: dict[str, list[float]] = {}
+    for r in folds.values():
+        for group, d in r["uar_minus_baseline"].items():
+            per_group.setdefault(group, []).append(d)
+    return {g: {"mean": round(sum(ds) / len(ds), 4), "folds": len(ds), "better": sum(d > 0 for d in ds)}
+            for g, ds in sorted(per_group.items())}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="a ser crossval output folder")
@@ -73,10 +84,13 @@ def main(argv=None) -> int:
               else str(args.run),
               "recipe": args.recipe, "verdict": args.verdict, "baseline": str(args.baseline.name),
               "settings": settings, "folds": folds}
+    result["mean_uar_minus_baseline"] = mean_differences(folds)
     out = REPO / "benchmarks/results" / f"{args.name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     for fold, r in folds.items():
         print(fold, {g: f"{r['scores'][g]['uar']:.3f} ({d:+.3f})" for g, d in r["uar_minus_baseline"].items()})
+    print("mean over folds", {g: f"{m['mean']:+.3f} ({m['folds']} folds, {m['better']} better)"
+                              for g, m in result["mean_uar_minus_baseline"].items()})
     print(f"wrote {out}")
     return 0
 
