@@ -1,16 +1,22 @@
 """Do predictions survive the codec? The same clips in several codecs, side by side in one run.
 
-    python benchmarks/codec_agreement.py [--model BUNDLE] [--input DIR] [--limit 300] [--seed 0]
+    python benchmarks/codec_agreement.py [--model BUNDLE ...] [--input DIR] [--limit 300] [--seed 0]
+                                         [--unseen_speakers FEATURES]
 
 Every sampled clip is decoded once, written back as 16-bit WAV (the reference)
 and re-encoded into the codecs users' archives arrive in: FLAC, MP3 at two
 bitrates, Ogg Vorbis, 8 kHz mu-law telephone WAV, and the source file itself (the
 corpora here are Opus). Each version is scored through the product's own path
 (``Predictor.predict_fileobj``: decode, resample, window, featurise, model,
-calibration). Reported per codec: the share of files whose label equals the
-WAV's (agreement), the mean total-variation distance between the two
+calibration). Reported per model and codec: the share of files whose label
+equals the WAV's (agreement), the mean total-variation distance between the two
 probability vectors, the UAR against the corpus label, and the encoded bitrate.
-Results: benchmarks/results/codec_agreement.json (``--output`` to change).
+``--model`` repeated scores the same versions with several bundles side by side
+(a recipe against its variant). ``--unseen_speakers FEATURES`` samples only the
+clips of the speakers in that feature folder's test split (the corpora it splits
+by speaker), so that for models trained on its train split the UAR is on voices
+they never heard. Results: benchmarks/results/codec_agreement.json (``--output``
+to change).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks.features_throughput import audio_files  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from ser_model import audio  # noqa: E402
-from ser_model.corpora import expected_class  # noqa: E402
+from ser_model.corpora import Skip, expected_class, parse_path  # noqa: E402
 from ser_model.evaluate import scores  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
 
@@ -65,23 +71,43 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(p - q).sum())
 
 
-def sample_files(root: Path, limit: int, seed: int, table, label_set) -> list[tuple[Path, str]]:
-    """A seeded random sample of clips whose name gives a class of the model's label set."""
-    labelled = [(p, c) for p in audio_files(root) if "originals" not in p.parts
+def test_speakers(features: Path) -> set[tuple[str, str]]:
+    """``{(corpus, speaker)}`` of a ``ser features`` folder's test split, for the corpora it splits
+    by speaker (the others' test groups are sentences or words of speakers it trains on)."""
+    groups = json.loads((features / "manifest.json").read_text())["split_groups"]
+    return {(corpus, speaker) for corpus, g in groups.items() if g["group_by"] == "speaker"
+            for speaker in g["test"]}
+
+
+def sample_files(root: Path, limit: int, seed: int, table, label_set,
+                 speakers: set[tuple[str, str]] | None = None) -> list[tuple[Path, str]]:
+    """A seeded random sample of clips whose name gives a class of the model's label set (and,
+    given ``speakers``, whose speaker is one of them)."""
+    def wanted(path: Path) -> bool:
+        if speakers is None:
+            return True
+        try:
+            utt = parse_path(str(path), table)
+        except Skip:
+            return False
+        return (utt.corpus, utt.speaker) in speakers
+
+    labelled = [(p, c) for p in audio_files(root) if "originals" not in p.parts and wanted(p)
                 for c in [expected_class(str(p), table, label_set)] if c not in ("?", "-")]
     random.Random(seed).shuffle(labelled)
     return sorted(labelled[:limit])
 
 
-def score_versions(predictor, path: Path) -> dict[str, tuple[np.ndarray, float]]:
-    """{version: (file probabilities, encoded kbit/s)} for the source and every codec."""
+def score_versions(predictors, path: Path) -> list[dict[str, tuple[np.ndarray, float]]]:
+    """Per predictor, {version: (file probabilities, encoded kbit/s)} for the source and every codec
+    (each version encoded once, scored by every predictor)."""
     data = path.read_bytes()
     wave, rate = audio.decode(data)
     wave = audio.to_mono(wave)
     seconds = len(wave) / rate
     versions = {"source": data} | {codec: encode(wave, rate, codec) for codec in CODECS}
-    return {name: (predictor.predict_fileobj(io.BytesIO(blob)).probs, 8 * len(blob) / seconds / 1000)
-            for name, blob in versions.items()}
+    return [{name: (predictor.predict_fileobj(io.BytesIO(blob)).probs, 8 * len(blob) / seconds / 1000)
+             for name, blob in versions.items()} for predictor in predictors]
 
 
 def summarise(results: list[dict[str, tuple[np.ndarray, float]]], truth: list[int], classes) -> dict:
@@ -101,38 +127,49 @@ def summarise(results: list[dict[str, tuple[np.ndarray, float]]], truth: list[in
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None, help="model bundle (default: the bundled model)")
+    p.add_argument("--model", action="append", default=None,
+                   help="model bundle; repeat to score several side by side (default: the bundled model)")
     p.add_argument("--input", default=str(REPO.parent / "shared" / "corpora"), help="folder of corpus clips")
     p.add_argument("--limit", type=int, default=300, help="clips to sample")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unseen_speakers", type=Path, metavar="FEATURES", default=None,
+                   help="sample only clips of the speakers in this `ser features` folder's test split")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "codec_agreement.json"))
     args = p.parse_args(argv)
 
     from ser_model.predict import Predictor
 
-    predictor = Predictor(args.model)
-    classes = list(predictor.bundle.classes)
-    files = sample_files(Path(args.input), args.limit, args.seed, load_label_table(), predictor.bundle.label_set)
+    predictors = [Predictor(m) for m in (args.model or [None])]
+    classes = list(predictors[0].bundle.classes)
+    if any(list(pr.bundle.classes) != classes for pr in predictors):
+        p.error("the models predict different classes; compare models of one label set")
+    speakers = test_speakers(args.unseen_speakers) if args.unseen_speakers else None
+    files = sample_files(Path(args.input), args.limit, args.seed, load_label_table(),
+                         predictors[0].bundle.label_set, speakers)
     if not files:
         print(f"no labelled clips under {args.input}", file=sys.stderr)
         return 1
     started, results, truth, failed = time.perf_counter(), [], [], []
     for i, (path, cls) in enumerate(files, 1):
         try:
-            results.append(score_versions(predictor, path))
+            results.append(score_versions(predictors, path))
             truth.append(classes.index(cls))
         except audio.AudioError as e:
             failed.append(f"{path}: {e}")
         if i % 25 == 0 or i == len(files):
             print(f"{i}/{len(files)} clips, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    report = {"benchmark": "codec_agreement", **provenance(), "model": predictor.bundle.model_id,
+    models = [{"model": pr.bundle.model_id, "path": m or "the bundled model"}
+              for pr, m in zip(predictors, args.model or [None])]
+    report = {"benchmark": "codec_agreement", **provenance(), "models": models,
               "input": args.input, "clips": len(results), "failed": failed,
+              "unseen_speakers": sorted("/".join(s) for s in speakers) if speakers else None,
               "codecs": {name: {"format": f, "subtype": s, **extra, "sample_rate": r or "the clip's own"}
                          for name, (f, s, extra, r) in CODECS.items()},
-              "per_codec": summarise(results, truth, classes)}
+              "per_model": {m["path"]: summarise([r[k] for r in results], truth, classes)
+                            for k, m in enumerate(models)}}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(report["per_codec"], indent=1))
+    print(json.dumps(report["per_model"], indent=1))
     return 0
 
 
