@@ -1,7 +1,7 @@
 """Do predictions survive the codec? The same clips in several codecs, side by side in one run.
 
     python benchmarks/codec_agreement.py [--model BUNDLE ...] [--input DIR] [--limit 300] [--seed 0]
-                                         [--unseen_speakers FEATURES]
+                                         [--unseen_speakers FOLD_MODEL_OR_FEATURES]
 
 Every sampled clip is decoded once, written back as 16-bit WAV (the reference)
 and re-encoded into the codecs users' archives arrive in: FLAC, MP3 at two
@@ -12,10 +12,10 @@ calibration). Reported per model and codec: the share of files whose label
 equals the WAV's (agreement), the mean total-variation distance between the two
 probability vectors, the UAR against the corpus label, and the encoded bitrate.
 ``--model`` repeated scores the same versions with several bundles side by side
-(a recipe against its variant). ``--unseen_speakers FEATURES`` samples only the
-clips of the speakers in that feature folder's test split (the corpora it splits
-by speaker), so that for models trained on its train split the UAR is on voices
-they never heard. Results: benchmarks/results/codec_agreement.json (``--output``
+(a recipe against its variant). ``--unseen_speakers FOLDER`` samples only the
+clips of speakers the models never heard: a fold model's test speakers (``ser
+crossval --keep_models``: every corpus), or a feature folder's test split (the
+corpora it splits by speaker), for models trained on its train split. Results: benchmarks/results/codec_agreement.json (``--output``
 to change).
 """
 
@@ -71,12 +71,18 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(p - q).sum())
 
 
-def test_speakers(features: Path) -> set[tuple[str, str]]:
-    """``{(corpus, speaker)}`` of a ``ser features`` folder's test split, for the corpora it splits
-    by speaker (the others' test groups are sentences or words of speakers it trains on)."""
-    groups = json.loads((features / "manifest.json").read_text())["split_groups"]
-    return {(corpus, speaker) for corpus, g in groups.items() if g["group_by"] == "speaker"
-            for speaker in g["test"]}
+def test_speakers(folder: Path) -> set[tuple[str, str]]:
+    """``{(corpus, speaker)}`` kept from training: a ``ser crossval --keep_models`` fold model's test
+    speakers, or a ``ser features`` folder's test split for the corpora it splits by speaker (the
+    others' test groups are sentences or words of speakers it trains on)."""
+    if (folder / "manifest.json").exists():
+        groups = json.loads((folder / "manifest.json").read_text())["split_groups"]
+        return {(corpus, speaker) for corpus, g in groups.items() if g["group_by"] == "speaker"
+                for speaker in g["test"]}
+    listed = json.loads((folder / "metrics.json").read_text()).get("test_speakers")
+    if not listed:
+        raise SystemExit(f"--unseen_speakers {folder}: neither a feature folder nor a fold model")
+    return {tuple(s.split("/", 1)) for s in listed}
 
 
 def sample_files(root: Path, limit: int, seed: int, table, label_set,
@@ -132,8 +138,9 @@ def main(argv=None) -> int:
     p.add_argument("--input", default=str(REPO.parent / "shared" / "corpora"), help="folder of corpus clips")
     p.add_argument("--limit", type=int, default=300, help="clips to sample")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--unseen_speakers", type=Path, metavar="FEATURES", default=None,
-                   help="sample only clips of the speakers in this `ser features` folder's test split")
+    p.add_argument("--unseen_speakers", type=Path, metavar="FOLDER", default=None,
+                   help="sample only clips of the speakers a `ser crossval --keep_models` fold model was "
+                        "kept from, or of a `ser features` folder's test split")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "codec_agreement.json"))
     args = p.parse_args(argv)
 

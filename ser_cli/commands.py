@@ -266,6 +266,9 @@ def crossval(argv: list[str]) -> int:
     p.add_argument("--only", default=None, metavar="FOLD[,FOLD]",
                    help="train only these folds now (e.g. fold-1 on a long schedule); the summary covers "
                         "the folds finished so far and says it is partial")
+    p.add_argument("--keep_models", action="store_true",
+                   help="also save each fold trained now as a model bundle, OUTPUT/folds/FOLD/model, naming "
+                        "its test speakers (e.g. for benchmarks/codec_agreement.py --unseen_speakers)")
     return with_local_features("ser crossval", p.parse_args(argv), _crossval_settings, _crossval)
 
 
@@ -316,7 +319,8 @@ def _crossval_in(args: argparse.Namespace, settings: dict, local_output: str) ->
         return 2
     try:
         only = [f.strip() for f in args.only.split(",") if f.strip()] if args.only else None
-        report = run_crossval(fdir, cfg, plan, Path(local_output), args.max_steps, title, only, kind)
+        report = run_crossval(fdir, cfg, plan, Path(local_output), args.max_steps, title, only, kind,
+                              args.keep_models)
     except (TrainingDataError, SettingsMismatch, ValueError) as err:
         print(f"ser crossval: error: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,11 @@ then scored on the fold's speakers. Each fold's report is written to
 same command skips finished folds (and resumes an interrupted one from its
 saved state). The summary, ``crossval.json`` and ``crossval.md``, gives per
 corpus (and per gender) the mean and spread over the folds that tested that
-corpus, and the pooled figures over all files, each scored once.
+corpus, and the pooled figures over all files, each scored once. With
+``keep_models`` each fold trained in the run also leaves its model as a bundle
+(``OUTPUT/folds/<fold>/model``, its test speakers in ``metrics.json``), so that
+questions the predictions cannot answer (how it copes with other codecs, say)
+can be put to a model on voices it never heard.
 """
 
 from __future__ import annotations
@@ -50,9 +54,31 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+FOLD_MODEL_CARD = """# Fold model {fold} of a `ser crossval` run
+
+Trained without the speakers of fold {fold} ({n} speakers: `metrics.json`,
+`test_speakers`), for {epochs} epochs, with the normalisation statistics of its
+training speakers. It exists to be questioned on voices it never heard (for
+example `benchmarks/codec_agreement.py --unseen_speakers` on this folder); the
+run's `crossval.md` has its figures. Not a model to use: it has heard fewer
+speakers than a refit on all of them.
+"""
+
+
+def save_fold_model(model, fdir, stats: Mapping, fold: str, test_speakers: Sequence[str], facts: Mapping,
+                    out: Path) -> None:
+    """A fold's model as a bundle, naming the speakers it was kept from."""
+    from ser_model.bundle import save_bundle
+
+    metrics = {"fold": fold, "test_speakers": list(test_speakers), "training": dict(facts)}
+    card = FOLD_MODEL_CARD.format(fold=fold, n=len(test_speakers), epochs=facts.get("epochs_run", "?"))
+    save_bundle(out, model, fdir.features, fdir.label_set, stats, metrics, card)
+
+
 def run_fold(fdir, cfg: Mapping, plan: Mapping[Speaker, str], fold: str, fold_dir: Path,
-             max_steps: int | None) -> dict:
-    """Train without the fold's speakers, score them; the fold's predictions (also written to disk)."""
+             max_steps: int | None, keep_model: bool = False) -> dict:
+    """Train without the fold's speakers, score them; the fold's predictions (also written to disk).
+    ``keep_model``: the model is also saved as a bundle in ``fold_dir/model``."""
     from ser_model.data import ALL_SPLITS, fold_stats
     from ser_model.train import clear_state, fit
 
@@ -65,6 +91,8 @@ def run_fold(fdir, cfg: Mapping, plan: Mapping[Speaker, str], fold: str, fold_di
     result = {"fold": fold, "test_speakers": sorted(f"{c}/{s}" for c, s in test_speakers),
               "training": {k: v for k, v in facts.items() if k != "config"},
               "files": file_predictions(model, fdir, test_speakers)}
+    if keep_model:   # before the predictions: a fold with predictions is finished and never rerun
+        save_fold_model(model, fdir, stats, fold, result["test_speakers"], result["training"], fold_dir / "model")
     _write_json(fold_dir / "predictions.json", result)
     clear_state(fold_dir / "work")
     return result
@@ -252,11 +280,12 @@ def calibration_of(report: Mapping, source: str) -> dict:
 
 def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, max_steps: int | None = None,
                  title: str = "Speaker cross-validation", only: Sequence[str] | None = None,
-                 kind: str = "speaker_folds") -> dict:
+                 kind: str = "speaker_folds", keep_models: bool = False) -> dict:
     """Every fold (finished ones are read back), then the summary; returns the summary.
 
     ``only``: train just these folds now (e.g. one fold on a long schedule); the
     summary then covers the folds finished so far and says it is partial.
+    ``keep_models``: each fold trained now also saves its model (``folds/<fold>/model``).
     """
     folds = check_plan(plan, speakers_of(fdir))
     unknown = sorted(set(only or ()) - set(folds))
@@ -276,7 +305,7 @@ def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, 
         if only and fold not in only:
             continue
         print(f"fold {fold} ({i}/{len(folds)})", flush=True)
-        results.append(run_fold(fdir, cfg, plan, fold, output / "folds" / fold, max_steps))
+        results.append(run_fold(fdir, cfg, plan, fold, output / "folds" / fold, max_steps, keep_models))
     report = summarise(results, fdir.label_set.classes)
     report.update(kind=kind, title=title, complete=len(results) == len(folds), config=dict(cfg))
     _write_json(output / "crossval.json", report)

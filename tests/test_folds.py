@@ -95,9 +95,13 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     partial = json.loads((out / "crossval.json").read_text())
     assert partial["folds"] == ["fold-1"] and partial["complete"] is False
     assert "(partial: 1 of 2 folds)" in (out / "crossval.md").read_text()
-    proc = ser(*args)
+    proc = ser(*args, "--keep_models")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "fold fold-1 (1/2): done earlier, read back" in proc.stdout and "fold fold-2 (2/2)" in proc.stdout
+    # --keep_models: the fold trained now left its model, the one that made its predictions (fold-1,
+    # read back, has none); keeping models is not a setting, so the folders still match.
+    assert not (out / "folds/fold-1/model").exists()
+    check_fold_model(out / "folds/fold-2", feature_dir)
     manifest = json.loads((feature_dir / "manifest.json").read_text())
     report = json.loads((out / "crossval.json").read_text())
     assert report["complete"] is True
@@ -173,6 +177,22 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     assert "refit on every development speaker" in card and "## On voices it never heard" in card
     assert "test split (" not in card
     assert "file" not in json.loads((everything / "metrics.json").read_text())
+
+
+def check_fold_model(fold_dir, feature_dir):
+    """The kept fold model names its test speakers and gives the fold's predictions again."""
+    from ser_model.bundle import load_bundle
+    from ser_model.crossval import file_predictions
+    from ser_model.feature_dir import open_feature_dir
+
+    predictions = json.loads((fold_dir / "predictions.json").read_text())
+    bundle = load_bundle(fold_dir / "model")
+    assert bundle.metrics["test_speakers"] == predictions["test_speakers"]
+    assert "fold-2" in (fold_dir / "model" / "MODEL_CARD.md").read_text()
+    speakers = [tuple(s.split("/", 1)) for s in predictions["test_speakers"]]
+    again = file_predictions(bundle.model, open_feature_dir(str(feature_dir)), speakers)
+    assert again["path"] == predictions["files"]["path"]
+    np.testing.assert_allclose(again["probs"], predictions["files"]["probs"], atol=1e-5)
 
 
 def test_the_speaker_filter_lets_no_test_speaker_into_training(feature_dir):
