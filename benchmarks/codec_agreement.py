@@ -15,8 +15,8 @@ probability vectors, the UAR against the corpus label, and the encoded bitrate.
 (a recipe against its variant). ``--unseen_speakers FOLDER`` samples only the
 clips of speakers the models never heard: a fold model's test speakers (``ser
 crossval --keep_models``: every corpus), or a feature folder's test split (the
-corpora it splits by speaker), for models trained on its train split. Results: benchmarks/results/codec_agreement.json (``--output``
-to change).
+corpora it splits by speaker), for models trained on its train split.
+Results: benchmarks/results/codec_agreement.json (``--output`` to change).
 """
 
 from __future__ import annotations
