@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks.features_throughput import audio_files  # noqa: E402
 from benchmarks.provenance import provenance  # noqa: E402
 from ser_model import audio  # noqa: E402
-from ser_model.corpora import Skip, expected_class, parse_path  # noqa: E402
+from ser_model.corpora import Skip, parse_path  # noqa: E402
 from ser_model.evaluate import scores  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
 
@@ -89,17 +89,17 @@ def sample_files(root: Path, limit: int, seed: int, table, label_set,
                  speakers: set[tuple[str, str]] | None = None) -> list[tuple[Path, str]]:
     """A seeded random sample of clips whose name gives a class of the model's label set (and,
     given ``speakers``, whose speaker is one of them)."""
-    def wanted(path: Path) -> bool:
-        if speakers is None:
-            return True
+    labelled = []
+    for path in audio_files(root):
+        if "originals" in path.parts:
+            continue
         try:
             utt = parse_path(str(path), table)
-        except Skip:
-            return False
-        return (utt.corpus, utt.speaker) in speakers
-
-    labelled = [(p, c) for p in audio_files(root) if "originals" not in p.parts and wanted(p)
-                for c in [expected_class(str(p), table, label_set)] if c not in ("?", "-")]
+        except Skip:   # the name says nothing of an emotion
+            continue
+        cls = label_set.class_of(utt.label)   # None: the label set drops this emotion
+        if cls and (speakers is None or (utt.corpus, utt.speaker) in speakers):
+            labelled.append((path, cls))
     random.Random(seed).shuffle(labelled)
     return sorted(labelled[:limit])
 
