@@ -81,10 +81,11 @@ def main() -> None:
 
 def sidebar_model_card(st, bundle) -> None:
     """The model's figures on voices it never heard: speaker cross-validation when the bundle has it
-    (its recipe's folds), else the feature run's test split."""
-    from ser_model.crossval import speaker_evidence
+    (its recipe's folds), then leave-one-corpus-out, else the feature run's test split."""
+    from ser_model.crossval import corpus_evidence, speaker_evidence
 
     speakers = speaker_evidence(bundle.metrics.get("crossval", []))
+    corpora = corpus_evidence(bundle.metrics.get("crossval", []))
     metrics = bundle.metrics.get("file", {})
     with st.sidebar:
         st.header("Model")
@@ -98,6 +99,10 @@ def sidebar_model_card(st, bundle) -> None:
                      "± sd": round(v["uar"]["std"], 2)}
                     for g, v in speakers["summary"].items() if g.startswith("corpus:")]
             st.dataframe(rows, hide_index=True)
+            if corpora:
+                held_out = [f"{g.split(':', 1)[1]} {v['uar']['mean']:.2f}"
+                            for g, v in corpora["summary"].items() if g.startswith("corpus:")]
+                st.markdown("On a corpus it never heard (trained on the others), UAR: " + ", ".join(held_out) + ".")
             ece = speakers["calibration"].get("ece_after_cross_fitted")
             if bundle.temperature != 1.0 and ece is not None:
                 st.caption(f"Confidences are calibrated (expected calibration error {ece:.2f} on those speakers).")

@@ -195,6 +195,11 @@ def speaker_evidence(evidence: list[Mapping]) -> Mapping | None:
     return next((ev for ev in evidence if ev["kind"] != "by_corpus"), None)
 
 
+def corpus_evidence(evidence: list[Mapping]) -> Mapping | None:
+    """The leave-one-corpus-out report among a bundle's cross-validation evidence, if it has one."""
+    return next((ev for ev in evidence if ev["kind"] == "by_corpus"), None)
+
+
 def markdown(report: Mapping, title: str) -> str:
     lines = [f"# {title}", "",
              f"{len(report['folds'])} folds; each file scored once, by a model that never heard its speaker.", "",

@@ -141,16 +141,28 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
 
     with pytest.raises(ValueError, match="partial"):
         evidence(partial, "cv-partial")
+    # Leave one corpus out: each corpus is a fold of its own, tested by a model that never heard it.
+    loco = tmp_path / "loco"
+    by_corpus = ser("crossval", "--features", feature_dir, "--output", loco, "--by_corpus", *TINY, "--max_steps", "2")
+    assert by_corpus.returncode == 0, by_corpus.stdout[-2000:] + by_corpus.stderr[-3000:]
+    corpora = json.loads((loco / "crossval.json").read_text())
+    assert corpora["kind"] == "by_corpus" and sorted(corpora["folds"]) == ["cremad", "ravdess", "savee", "tess"]
+    assert corpora["pooled"]["n"] == manifest["written"]
+    for fold in corpora["folds"]:
+        tested = json.loads((loco / "folds" / fold / "predictions.json").read_text())["files"]["corpus"]
+        assert set(tested) == {fold}
     bundle = tmp_path / "bundle"
     trained = ser("train", "--features", feature_dir, "--output", bundle, *TINY, "--max_steps", "2",
-                  "--crossval", out / "crossval.json", "--calibration", out / "crossval.json")
+                  "--crossval", out / "crossval.json", "--crossval", loco / "crossval.json",
+                  "--calibration", out / "crossval.json")
     assert trained.returncode == 0, trained.stderr[-3000:]
     card = (bundle / "MODEL_CARD.md").read_text()
-    order = ["## On voices it never heard", "| tess |", "## Calibration", "## Intended use",
-             "## Also measured: the feature run's test split"]
+    order = ["## On voices it never heard", "| tess |", "## On a corpus it never heard", "## Calibration",
+             "## Intended use", "## Also measured: the feature run's test split"]
     assert [card.index(h) for h in order] == sorted(card.index(h) for h in order)
-    kept = json.loads((bundle / "metrics.json").read_text())["crossval"][0]
-    assert kept["pooled"]["n"] == manifest["written"] and kept["kind"] == "speaker_folds"
+    kept = json.loads((bundle / "metrics.json").read_text())["crossval"]
+    assert [k["kind"] for k in kept] == ["speaker_folds", "by_corpus"]
+    assert kept[0]["pooled"]["n"] == manifest["written"]
     from streamlit.testing.v1 import AppTest
 
     os.environ["SER_MODEL"] = str(bundle)
@@ -162,6 +174,9 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
     assert "On speakers it never heard (2-fold speaker cross-validation" in sidebar
     assert f"({manifest['written']} files)" in sidebar
+    tess_alone = corpora["summary"]["corpus:tess"]["uar"]["mean"]
+    assert "On a corpus it never heard (trained on the others), UAR: " in sidebar
+    assert f"tess {tess_alone:.2f}" in sidebar
     # A refit on every split has no test split of its own: only the folds speak for it.
     refused = ser("train", "--features", feature_dir, "--output", tmp_path / "no", *TINY, "--train_on", "all")
     assert refused.returncode == 2 and "--train_on all needs --crossval" in refused.stderr
