@@ -114,11 +114,12 @@ def _train_settings(args: argparse.Namespace) -> dict:
         raise SettingsError("--train_on all needs --crossval CROSSVAL_JSON: a model trained on every "
                             "speaker has no held-out split of its own to report")
     try:
-        settings["evidence"] = [crossval_evidence(path) for path in args.crossval]
+        settings["evidence"] = [crossval_evidence(path, settings["cfg"]) for path in args.crossval]
     except (OSError, ValueError, KeyError) as err:
         raise SettingsError(f"--crossval: {err}") from None
     try:
-        settings["calibration"] = calibration_from_crossval(args.calibration) if args.calibration else None
+        settings["calibration"] = (calibration_from_crossval(args.calibration, settings["cfg"])
+                                   if args.calibration else None)
     except (OSError, ValueError, KeyError) as err:
         raise SettingsError(f"--calibration {args.calibration}: {err}") from None
     return settings
@@ -141,27 +142,35 @@ def _train(args: argparse.Namespace, settings: dict) -> int:
         return 2
 
 
-def crossval_evidence(path: str) -> dict:
-    """The figures a bundle keeps from a `ser crossval` report (``ser_model.crossval.evidence``)."""
+def _report_of_recipe(path: str, cfg: dict) -> dict:
+    """A `ser crossval` report, refused unless its folds trained the recipe ``cfg`` describes."""
     import json
 
     from ser_model import storage
-    from ser_model.crossval import evidence
+    from ser_model.crossval import check_finished, check_same_recipe
 
+    report = json.loads(storage.read_text(path))
     try:
-        return evidence(json.loads(storage.read_text(path)), str(path))
+        check_finished(report)
+        check_same_recipe(report, cfg)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
+    return report
 
 
-def calibration_from_crossval(path: str) -> dict:
-    """The calibration a bundle stores, from a `ser crossval` report (``ser_model.crossval.calibration_of``)."""
-    import json
+def crossval_evidence(path: str, cfg: dict) -> dict:
+    """The figures a bundle keeps from a `ser crossval` report of its recipe (``ser_model.crossval.evidence``)."""
+    from ser_model.crossval import evidence
 
-    from ser_model import storage
+    return evidence(_report_of_recipe(path, cfg), str(path))
+
+
+def calibration_from_crossval(path: str, cfg: dict) -> dict:
+    """The calibration a bundle stores, from a `ser crossval` report of its recipe
+    (``ser_model.crossval.calibration_of``)."""
     from ser_model.crossval import calibration_of
 
-    return calibration_of(json.loads(storage.read_text(path)), str(path))
+    return calibration_of(_report_of_recipe(path, cfg), str(path))
 
 
 def evaluate(argv: list[str]) -> int:

@@ -239,13 +239,35 @@ def check_same_settings(output: Path, cfg: Mapping, plan_json: Mapping) -> None:
     if not path.exists():
         _write_json(path, current)
         return
-    earlier = json.loads(path.read_text())
-    a, b = _flat(earlier), _flat(current)
-    differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    differ = _differing(json.loads(path.read_text()), current)
     if differ:
-        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
-        raise SettingsMismatch(f"{output} holds folds trained with other settings ({shown} differ); "
+        raise SettingsMismatch(f"{output} holds folds trained with other settings ({_listed(differ)} differ); "
                                "give another --output, or delete that folder to start again")
+
+
+def _differing(a: Mapping, b: Mapping, ignore: Sequence[str] = ()) -> list[str]:
+    """The dotted keys whose values differ between two nested settings."""
+    fa, fb = _flat(a), _flat(b)
+    return sorted(k for k in fa.keys() | fb.keys() if k not in ignore and fa.get(k) != fb.get(k))
+
+
+def _listed(keys: Sequence[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+# How a run is carried out, not what it trains: a bundle may differ from its folds in these.
+OPERATIONAL = ("training.checkpoint_every_steps", "training.cache")
+
+
+def check_same_recipe(report: Mapping, cfg: Mapping) -> None:
+    """Raise ValueError unless ``report``'s folds trained the recipe ``cfg`` describes: a bundle
+    may only carry the figures (and the temperature) of its own recipe."""
+    theirs, ours = _flat(report.get("config", {})), _flat(json.loads(json.dumps(cfg)))
+    differ = _differing(theirs, ours, OPERATIONAL)
+    if differ:
+        shown = _listed([f"{k} {theirs.get(k)} there, {ours.get(k)} here" for k in differ])
+        raise ValueError(f"its folds trained another recipe ({shown}): train with the settings the report "
+                         "records, or give a report of this recipe")
 
 
 KINDS = ("speaker_folds", "by_corpus", "fold_file")

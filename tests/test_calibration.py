@@ -87,21 +87,28 @@ def test_ser_train_calibration_comes_from_a_crossval_report_into_the_bundle(tmp_
     import json
 
     from ser_cli.commands import calibration_from_crossval
+    from ser_model.config import load_yaml
+    from ser_model.train import apply_overrides
+    from tests.conftest import REPO
     from ser_model.bundle import load_bundle, save_bundle
     from ser_model.features import FeatureConfig
     from ser_model.labels import load_label_table
     from ser_model.model import build_model
 
     report = tmp_path / "crossval.json"
-    finished = {"kind": "speaker_folds", "complete": True,
+    recipe = apply_overrides(load_yaml(REPO / "configs/train.yaml"), ["training.epochs=6"])
+    finished = {"kind": "speaker_folds", "complete": True, "config": recipe,
                 "calibration": {"method": "temperature", "temperature": 1.7, "ece_before": 0.12,
                                 "ece_after_cross_fitted": 0.03}}
     for partial in ({**finished, "complete": False}, {k: v for k, v in finished.items() if k != "kind"}):
         report.write_text(json.dumps(partial))
         with pytest.raises(ValueError, match="partial|no kind"):
-            calibration_from_crossval(str(report))
+            calibration_from_crossval(str(report), recipe)
     report.write_text(json.dumps(finished))
-    calibration = calibration_from_crossval(str(report))
+    # Only the folds of the recipe being trained may calibrate it (how it is run may differ).
+    with pytest.raises(ValueError, match="another recipe .training.epochs 6 there, 30 here"):
+        calibration_from_crossval(str(report), apply_overrides(recipe, ["training.epochs=30"]))
+    calibration = calibration_from_crossval(str(report), apply_overrides(recipe, ["training.cache=false"]))
     cfg = FeatureConfig()
     stats = {"logmel_mean": [0.0] * cfg.n_mels, "logmel_std": [1.0] * cfg.n_mels,
              "mfcc_mean": [0.0] * cfg.n_mfcc, "mfcc_std": [1.0] * cfg.n_mfcc}
