@@ -113,13 +113,13 @@ def _train_settings(args: argparse.Namespace) -> dict:
     if args.train_on == "all" and not args.crossval:
         raise SettingsError("--train_on all needs --crossval CROSSVAL_JSON: a model trained on every "
                             "speaker has no held-out split of its own to report")
+    recipe = settings["cfg"], settings["expected"].to_json()   # the shards must match the latter
     try:
-        settings["evidence"] = [crossval_evidence(path, settings["cfg"]) for path in args.crossval]
+        settings["evidence"] = [crossval_evidence(path, *recipe) for path in args.crossval]
     except (OSError, ValueError, KeyError) as err:
         raise SettingsError(f"--crossval: {err}") from None
     try:
-        settings["calibration"] = (calibration_from_crossval(args.calibration, settings["cfg"])
-                                   if args.calibration else None)
+        settings["calibration"] = calibration_from_crossval(args.calibration, *recipe) if args.calibration else None
     except (OSError, ValueError, KeyError) as err:
         raise SettingsError(f"--calibration {args.calibration}: {err}") from None
     return settings
@@ -142,8 +142,9 @@ def _train(args: argparse.Namespace, settings: dict) -> int:
         return 2
 
 
-def _report_of_recipe(path: str, cfg: dict) -> dict:
-    """A `ser crossval` report, refused unless its folds trained the recipe ``cfg`` describes."""
+def _report_of_recipe(path: str, cfg: dict, features: dict | None = None) -> dict:
+    """A `ser crossval` report, refused unless its folds trained the recipe ``cfg`` describes (on
+    shards of the feature settings ``features``, where the report records them)."""
     import json
 
     from ser_model import storage
@@ -152,25 +153,25 @@ def _report_of_recipe(path: str, cfg: dict) -> dict:
     report = json.loads(storage.read_text(path))
     try:
         check_finished(report)
-        check_same_recipe(report, cfg)
+        check_same_recipe(report, cfg, features)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
     return report
 
 
-def crossval_evidence(path: str, cfg: dict) -> dict:
+def crossval_evidence(path: str, cfg: dict, features: dict | None = None) -> dict:
     """The figures a bundle keeps from a `ser crossval` report of its recipe (``ser_model.crossval.evidence``)."""
     from ser_model.crossval import evidence
 
-    return evidence(_report_of_recipe(path, cfg), str(path))
+    return evidence(_report_of_recipe(path, cfg, features), str(path))
 
 
-def calibration_from_crossval(path: str, cfg: dict) -> dict:
+def calibration_from_crossval(path: str, cfg: dict, features: dict | None = None) -> dict:
     """The calibration a bundle stores, from a `ser crossval` report of its recipe
     (``ser_model.crossval.calibration_of``)."""
     from ser_model.crossval import calibration_of
 
-    return calibration_of(_report_of_recipe(path, cfg), str(path))
+    return calibration_of(_report_of_recipe(path, cfg, features), str(path))
 
 
 def evaluate(argv: list[str]) -> int:

@@ -232,17 +232,26 @@ def _flat(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def check_same_settings(output: Path, cfg: Mapping, plan_json: Mapping) -> None:
-    """Refuse to mix folds of different settings in one output; record the settings on the first run."""
+def check_same_settings(output: Path, cfg: Mapping, plan_json: Mapping,
+                        features: Mapping | None = None) -> Mapping | None:
+    """Refuse to mix folds of different settings (training config, fold plan, the shards' feature
+    settings) in one output; record them on the first run. Returns the feature settings the
+    folder's folds are known to have used (None for a folder recorded before they were)."""
     path = output / "settings.json"
-    current = json.loads(json.dumps({"config": cfg, "plan": plan_json}))
+    current = json.loads(json.dumps({"config": cfg, "plan": plan_json,
+                                     **({"features": features} if features is not None else {})}))
     if not path.exists():
         _write_json(path, current)
-        return
-    differ = _differing(json.loads(path.read_text()), current)
+        return current.get("features")
+    earlier = json.loads(path.read_text())
+    if "features" not in earlier:
+        # Recorded before the feature settings were: its folds' features are unknown, not refused.
+        current.pop("features", None)
+    differ = _differing(earlier, current)
     if differ:
         raise SettingsMismatch(f"{output} holds folds trained with other settings ({_listed(differ)} differ); "
                                "give another --output, or delete that folder to start again")
+    return earlier.get("features")
 
 
 def _differing(a: Mapping, b: Mapping, ignore: Sequence[str] = ()) -> list[str]:
@@ -259,10 +268,14 @@ def _listed(keys: Sequence[str]) -> str:
 OPERATIONAL = ("training.checkpoint_every_steps", "training.cache")
 
 
-def check_same_recipe(report: Mapping, cfg: Mapping) -> None:
-    """Raise ValueError unless ``report``'s folds trained the recipe ``cfg`` describes: a bundle
-    may only carry the figures (and the temperature) of its own recipe."""
+def check_same_recipe(report: Mapping, cfg: Mapping, features: Mapping | None = None) -> None:
+    """Raise ValueError unless ``report``'s folds trained the recipe ``cfg`` describes, on shards
+    of the feature settings ``features`` (where both the report and the caller know them): a
+    bundle may only carry the figures (and the temperature) of its own recipe."""
     theirs, ours = _flat(report.get("config", {})), _flat(json.loads(json.dumps(cfg)))
+    if features is not None and report.get("features") is not None:
+        theirs.update(_flat(report["features"], "features."))
+        ours.update(_flat(json.loads(json.dumps(dict(features))), "features."))
     differ = _differing(theirs, ours, OPERATIONAL)
     if differ:
         shown = _listed([f"{k} {theirs.get(k)} there, {ours.get(k)} here" for k in differ])
@@ -320,7 +333,7 @@ def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, 
         raise ValueError(f"unknown fold(s) {', '.join(unknown)}; this plan has {', '.join(folds)}")
     output.mkdir(parents=True, exist_ok=True)
     plan_json = {"folds": folds, "speakers": {f"{c}/{s}": f for (c, s), f in sorted(plan.items())}}
-    check_same_settings(output, {**cfg, "max_steps": max_steps}, plan_json)
+    features = check_same_settings(output, {**cfg, "max_steps": max_steps}, plan_json, fdir.features.to_json())
     _write_json(output / "plan.json", plan_json)
     results = []
     for i, fold in enumerate(folds, 1):
@@ -335,6 +348,8 @@ def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, 
         results.append(run_fold(fdir, cfg, plan, fold, output / "folds" / fold, max_steps, keep_models))
     report = summarise(results, fdir.label_set.classes)
     report.update(kind=kind, title=title, complete=len(results) == len(folds), config=dict(cfg))
+    if features is not None:
+        report["features"] = features
     _write_json(output / "crossval.json", report)
     if not report["complete"]:
         title += f" (partial: {len(results)} of {len(folds)} folds)"

@@ -109,6 +109,12 @@ def test_ser_train_calibration_comes_from_a_crossval_report_into_the_bundle(tmp_
     with pytest.raises(ValueError, match="another recipe .training.epochs 6 there, 30 here"):
         calibration_from_crossval(str(report), apply_overrides(recipe, ["training.epochs=30"]))
     calibration = calibration_from_crossval(str(report), apply_overrides(recipe, ["training.cache=false"]))
+    # ... on shards of the same feature settings, where the report records them (older ones do not).
+    assert calibration_from_crossval(str(report), recipe, FeatureConfig(fmax=7000.0).to_json())["temperature"] == 1.7
+    report.write_text(json.dumps({**finished, "features": FeatureConfig().to_json()}))
+    with pytest.raises(ValueError, match="another recipe .features.fmax 8000.0 there, 7000.0 here"):
+        calibration_from_crossval(str(report), recipe, FeatureConfig(fmax=7000.0).to_json())
+    assert calibration_from_crossval(str(report), recipe, FeatureConfig().to_json()) == calibration
     cfg = FeatureConfig()
     stats = {"logmel_mean": [0.0] * cfg.n_mels, "logmel_std": [1.0] * cfg.n_mels,
              "mfcc_mean": [0.0] * cfg.n_mfcc, "mfcc_std": [1.0] * cfg.n_mfcc}

@@ -106,6 +106,7 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     report = json.loads((out / "crossval.json").read_text())
     assert report["complete"] is True
     assert report["pooled"]["n"] == manifest["written"]   # every written file, scored once
+    assert report["features"] == json.loads((feature_dir / "features.json").read_text())["features"]
     plan = json.loads((out / "plan.json").read_text())["speakers"]
     for fold in report["folds"]:
         predictions = json.loads((out / "folds" / fold / "predictions.json").read_text())
@@ -260,3 +261,24 @@ def test_a_folder_recorded_before_an_option_existed_resumes_while_the_option_is_
     switched_on["augment"]["mixup_alpha"] = 0.4
     with pytest.raises(SettingsMismatch, match="augment.mixup_alpha"):
         check_same_settings(tmp_path, switched_on, plan)
+
+
+def test_a_folder_keeps_the_feature_settings_of_its_shards(tmp_path):
+    """Folds trained on shards of other feature settings (say a lower fmax) must not be mixed in;
+    a folder recorded before the feature settings were resumes, their features unknown."""
+    import yaml
+
+    from ser_model.crossval import SettingsMismatch, check_same_settings
+    from ser_model.features import FeatureConfig
+
+    cfg = yaml.safe_load((REPO / "configs" / "train.yaml").read_text())
+    plan = {"folds": ["fold-1"], "speakers": {"cremad/1001": "fold-1"}}
+    full, lowpassed = FeatureConfig().to_json(), FeatureConfig(fmax=7000.0).to_json()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old").mkdir()
+    assert check_same_settings(tmp_path / "new", cfg, plan, full) == full
+    assert check_same_settings(tmp_path / "new", cfg, plan, full) == full
+    with pytest.raises(SettingsMismatch, match="features.fmax"):
+        check_same_settings(tmp_path / "new", cfg, plan, lowpassed)
+    check_same_settings(tmp_path / "old", cfg, plan)        # as an older version recorded it
+    assert check_same_settings(tmp_path / "old", cfg, plan, lowpassed) is None
