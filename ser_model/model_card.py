@@ -31,7 +31,7 @@ def crossval_sections(evidence: list[Mapping], train_on: str, calibrated: bool) 
                   f"{ev['title']} ({ev['folds']} folds, {ev['epochs']} epochs a fold; `{ev['source']}`): each file "
                   "scored once, by a model of this recipe trained without its "
                   + ("speaker" if first else "corpus") + f". The shipped model itself was {which}; these "
-                  "figures are the recipe's, measured on held-out voices.", "",
+                  "figures are the recipe's, measured on held-out " + ("voices." if first else "corpora."), "",
                   *score_table(ev["summary"], "corpus:", "corpus"), ""]
         if first:
             lines += [*score_table(ev["summary"], "gender:", "gender"), ""]
@@ -83,7 +83,7 @@ def model_card(rep: Mapping, fdir, cfg: Mapping, calibrated: bool = False) -> st
         *crossval_sections(evidence, train_on, calibrated),
         "## Intended use",
         "Research and archive exploration of *acted* emotional speech. Predictions on natural, "
-        "conversational or noisy speech are far less reliable than the figures below; do not use "
+        "conversational or noisy speech are far less reliable than the figures on this card; do not use "
         "them for decisions about individuals.", "",
         "## Labels",
         f"Label set `{fdir.label_set.name}`: {', '.join(fdir.label_set.classes)}"

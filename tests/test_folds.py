@@ -161,6 +161,7 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     order = ["## On voices it never heard", "| tess |", "## On a corpus it never heard", "## Calibration",
              "## Intended use", "## Also measured: the feature run's test split"]
     assert [card.index(h) for h in order] == sorted(card.index(h) for h in order)
+    assert "measured on held-out corpora." in card[card.index("## On a corpus it never heard"):]
     kept = json.loads((bundle / "metrics.json").read_text())["crossval"]
     assert [k["kind"] for k in kept] == ["speaker_folds", "by_corpus"]
     assert kept[0]["pooled"]["n"] == manifest["written"]
