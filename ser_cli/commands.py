@@ -113,7 +113,8 @@ def _train_settings(args: argparse.Namespace) -> dict:
     if args.train_on == "all" and not args.crossval:
         raise SettingsError("--train_on all needs --crossval CROSSVAL_JSON: a model trained on every "
                             "speaker has no held-out split of its own to report")
-    recipe = settings["cfg"], settings["expected"].to_json()   # the shards must match the latter
+    # The training config, and the feature settings `_train` holds the shards to.
+    recipe = settings["cfg"], settings["expected"].to_json()
     try:
         settings["evidence"] = [crossval_evidence(path, *recipe) for path in args.crossval]
     except (OSError, ValueError, KeyError) as err:
