@@ -121,7 +121,9 @@ def degrade_batch(logmel: tf.Tensor, aug: Mapping, features, seed_gen: tf.random
       lose 60 dB, as behind a low-pass codec or a telephone line;
     * noise (``noise_p``): stationary noise with a random spectral tilt, ``noise_snr_db``
       below the example's loudest cell, mixed in the power domain. It buries the quiet
-      detail that lossy codecs throw away and every real room adds.
+      detail that lossy codecs throw away and every real room adds;
+    * reverberation (``reverb_p``): a room's late reverberation, reverberation time drawn
+      from ``reverb_rt60_s`` (:func:`reverberate`), as in far-field or hall recordings.
     """
     batch, n_mels = tf.shape(logmel)[0], logmel.shape[1]
     centres = tf.constant(mel_band_centres_hz(features), tf.float32)[None, :, None, None]
@@ -140,7 +142,46 @@ def degrade_batch(logmel: tf.Tensor, aug: Mapping, features, seed_gen: tf.random
         noise = level + tilt + seed_gen.normal(tf.shape(logmel), stddev=5.0)
         hit = seed_gen.uniform([batch, 1, 1, 1]) < aug["noise_p"]
         logmel = tf.where(hit, power_sum_db(logmel, noise), logmel)
+    if (aug.get("reverb_p") or 0) > 0:
+        lo, hi = aug["reverb_rt60_s"]
+        rt60 = seed_gen.uniform([batch], lo, hi)
+        drr_db = seed_gen.uniform([batch], *REVERB_DRR_DB)
+        hit = seed_gen.uniform([batch, 1, 1, 1]) < aug["reverb_p"]
+        logmel = tf.where(hit, reverberate(logmel, rt60, drr_db, features), logmel)
     return logmel
+
+
+# Direct-to-reverberant energy ratios drawn for reverb_p (dB): from a talker near the microphone
+# (10 dB) to one across a room (0 dB, as much energy in the tail as in the direct sound).
+REVERB_DRR_DB = (0.0, 10.0)
+
+
+def reverb_kernels(rt60_s: tf.Tensor, drr_db: tf.Tensor, frames: int, hop_s: float) -> tf.Tensor:
+    """``(B, frames, frames)`` matrices that reverberate a power spectrogram along time: output frame
+    t is input frame t (the direct sound) plus every earlier frame s, weighted by a room's late
+    reverberation, power falling 60 dB in ``rt60_s`` (Sabine's exponential decay), the whole tail
+    ``drr_db`` below the direct sound. Causal: nothing before a window's first frame is known."""
+    lag = tf.range(frames)[:, None] - tf.range(frames)[None, :]                       # t - s
+    seconds = tf.cast(tf.maximum(lag, 0), tf.float32)[None] * hop_s
+    decay = tf.pow(10.0, -6.0 * seconds / rt60_s[:, None, None])
+    tail = tf.where(lag[None] > 0, decay, 0.0)
+    # Scale so that the energy of the full tail (lags 1, 2, ... of one frame) is drr_db below it.
+    ratio = tf.pow(10.0, -6.0 * hop_s / rt60_s)
+    tail_energy = ratio / (1.0 - ratio)
+    scale = tf.pow(10.0, -drr_db / 10.0) / tail_energy
+    return tf.where(lag[None] == 0, 1.0, tail * scale[:, None, None])
+
+
+def reverberate(logmel: tf.Tensor, rt60_s: tf.Tensor, drr_db: tf.Tensor, features) -> tf.Tensor:
+    """``(B, bands, frames, 1)`` log-mels as heard in a reverberant room (:func:`reverb_kernels`),
+    mixed in the power domain. The features' floor is a clip, not sound: it is taken out before
+    and put back after, so silence before a sound stays exactly at the floor."""
+    frames = logmel.shape[2]
+    kernels = reverb_kernels(rt60_s, drr_db, frames, features.hop_length / features.sample_rate)
+    floor = 10.0 ** (features.db_floor / 10.0)
+    power = tf.maximum(tf.pow(10.0, logmel[..., 0] / 10.0) - floor, 0.0)               # (B, bands, frames)
+    wet = tf.einsum("bts,bfs->bft", kernels, power) + floor
+    return tf.maximum(10.0 * tf.math.log(wet) / np.log(10.0), features.db_floor)[..., None]
 
 
 # Jaitly and Hinton's VTLP keeps frequencies above this share of the top frequency on a line
@@ -207,8 +248,8 @@ def perturb_voice(logmel: tf.Tensor, mfcc: tf.Tensor, aug: Mapping, features,
 
 
 def augment_batch(inputs: dict, aug: Mapping, features, seed_gen: tf.random.Generator) -> dict:
-    """Per example: vocal tract length and tempo (:func:`perturb_voice`), band limit and noise
-    (:func:`degrade_batch`), a random circular time shift, a random gain and SpecAugment masks."""
+    """Per example: vocal tract length and tempo (:func:`perturb_voice`), band limit, noise and
+    reverberation (:func:`degrade_batch`), a random circular time shift, a random gain and SpecAugment masks."""
     logmel, mfcc = inputs["logmel"], inputs["mfcc"]          # (B, bands, frames, 1)
     batch = tf.shape(logmel)[0]
     n_mels, frames = logmel.shape[1], logmel.shape[2]
@@ -216,7 +257,7 @@ def augment_batch(inputs: dict, aug: Mapping, features, seed_gen: tf.random.Gene
 
     if aug.get("vtlp") or aug.get("tempo"):
         logmel, mfcc = perturb_voice(logmel, mfcc, aug, features, seed_gen)
-    if aug.get("band_limit_p", 0) > 0 or aug.get("noise_p", 0) > 0:
+    if aug.get("band_limit_p", 0) > 0 or aug.get("noise_p", 0) > 0 or (aug.get("reverb_p") or 0) > 0:
         degraded = degrade_batch(logmel, aug, features, seed_gen)
         changed = tf.reduce_any(tf.not_equal(degraded, logmel), axis=[1, 2, 3])[:, None, None, None]
         logmel, mfcc = degraded, tf.where(changed, mfcc_of(degraded, mfcc.shape[1]), mfcc)

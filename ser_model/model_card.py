@@ -61,6 +61,9 @@ def augmentation_summary(aug: Mapping) -> str:
     if aug.get("band_limit_p", 0) > 0:
         lo, hi = aug["band_limit_hz"]
         parts.append(f"low-pass at {lo}-{hi} Hz on {aug['band_limit_p']:.0%} of windows")
+    if (aug.get("reverb_p") or 0) > 0:
+        lo, hi = aug["reverb_rt60_s"]
+        parts.append(f"reverberation (RT60 {lo}-{hi} s) on {aug['reverb_p']:.0%} of windows")
     if aug.get("vtlp"):
         parts.append("vocal-tract-length warp (factor {}-{})".format(*aug["vtlp"]))
     if aug.get("tempo"):

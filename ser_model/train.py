@@ -44,11 +44,17 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     return cfg
 
 
-FACTOR_RANGES = ("vtlp", "tempo")
+FACTOR_RANGES = ("vtlp", "tempo", "reverb_rt60_s")
 
 
 def check_factor_ranges(aug: dict) -> None:
-    """The perturbation factors are null (off) or ``[lo, hi]`` with ``0 < lo <= hi``."""
+    """The perturbation factors are null (off) or ``[lo, hi]`` with ``0 < lo <= hi``; a share of
+    reverberated windows needs its range of reverberation times."""
+    share = aug.get("reverb_p")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
+        raise ConfigError(f"augment.reverb_p: expected null or a share from 0 to 1, got {share!r}")
+    if (share or 0) > 0 and aug.get("reverb_rt60_s") is None:
+        raise ConfigError("augment.reverb_p: set augment.reverb_rt60_s too, e.g. [0.2, 0.8] (seconds)")
     for key in FACTOR_RANGES:
         value = aug.get(key)
         if value is None:

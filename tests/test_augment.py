@@ -163,3 +163,62 @@ def test_perturbation_factor_ranges_are_checked():
     for bad in ("augment.vtlp=1.1", "augment.tempo=[1.1, 0.9]", "augment.vtlp=[0, 1]", "augment.tempo=[a, b]"):
         with pytest.raises(ConfigError, match=r"augment\.(vtlp|tempo): expected null or \[lo, hi\]"):
             apply_overrides(cfg, [bad])
+
+
+def clicks(frames=188, at=(40, 120), level=-10.0):
+    """A (1, 1 band, frames, 1) log-mel of short loud clicks in silence (the features' floor)."""
+    x = np.full((1, 1, frames, 1), CFG.db_floor, np.float32)
+    x[0, 0, list(at), 0] = level
+    return tf.constant(x)
+
+
+@pytest.mark.parametrize("rt60", [0.3, 0.9])
+def test_reverb_tail_decays_60_db_in_the_reverberation_time_after_the_sound_never_before(rt60):
+    x = clicks(at=(40,))
+    drr = 5.0
+    wet = D.reverberate(x, tf.constant([rt60]), tf.constant([drr]), CFG).numpy()[0, 0, :, 0]
+    hop = CFG.hop_length / CFG.sample_rate
+    assert np.array_equal(wet[:40], x.numpy()[0, 0, :40, 0])           # causal: nothing before the click
+    assert abs(wet[40] - (-10.0)) < 0.01                                 # the direct sound itself
+    tail = wet[41:]
+    assert (np.diff(tail) <= 0).all() and (np.diff(tail[tail > CFG.db_floor + 1]) < 0).all()  # falls to the floor
+    # Level falls 60 dB per rt60 seconds: the slope of the tail in dB per frame.
+    k = 10
+    assert np.isclose(tail[0] - tail[k], 60.0 * k * hop / rt60, atol=0.05)
+    # The tail's energy together is drr dB below the direct sound (until it reaches the floor).
+    energy = (10 ** (tail / 10) - 10 ** (CFG.db_floor / 10)).sum()
+    assert abs(10 * np.log10(10 ** (-10.0 / 10) / energy) - drr) < 0.3
+    longer = D.reverberate(x, tf.constant([2 * rt60]), tf.constant([drr]), CFG).numpy()[0, 0, :, 0]
+    rings = lambda y: (y > CFG.db_floor + 1).sum()                      # noqa: E731
+    assert rings(longer) > rings(wet) + 10                               # a longer reverberation time rings longer
+
+
+def test_reverb_is_switched_on_by_its_share_and_keeps_mfccs_those_of_the_log_mel():
+    logmel, mfcc = speechlike_windows(n=8)
+    off = D.degrade_batch(logmel, {"reverb_p": None}, CFG, tf.random.Generator.from_seed(4)).numpy()
+    assert np.array_equal(off, logmel.numpy())
+    aug = {**OFF, "reverb_p": 0.5, "reverb_rt60_s": [0.3, 0.8]}
+    out = D.augment_batch({"logmel": logmel, "mfcc": mfcc}, aug, CFG, tf.random.Generator.from_seed(5))
+    changed = np.abs(out["logmel"].numpy() - logmel.numpy()).max(axis=(1, 2, 3)) > 0.1
+    assert 0 < changed.sum() < len(changed)
+    assert np.allclose(out["mfcc"].numpy(), D.mfcc_of(out["logmel"], CFG.n_mfcc).numpy(), atol=2e-3)
+    # Reverberation fills the pauses between the syllables: the quietest frames get louder.
+    x, y = logmel.numpy()[changed], out["logmel"].numpy()[changed]
+    assert (y >= x - 1e-3).all() and np.median((y - x)[x <= CFG.db_floor + 1]) > 10
+
+
+def test_reverb_settings_are_checked_and_named_on_the_card():
+    from ser_model.config import ConfigError
+    from ser_model.model_card import augmentation_summary
+    from ser_model.train import apply_overrides
+
+    cfg = {"augment": {"reverb_p": None, "reverb_rt60_s": None}}
+    on = apply_overrides(cfg, ["augment.reverb_p=0.3", "augment.reverb_rt60_s=[0.2, 0.8]"])
+    assert "reverberation (RT60 0.2-0.8 s) on 30% of windows" in augmentation_summary(on["augment"])
+    with pytest.raises(ConfigError, match=r"augment\.reverb_p: set augment\.reverb_rt60_s too"):
+        apply_overrides(cfg, ["augment.reverb_p=0.3"])
+    for bad in ("augment.reverb_p=1.5", "augment.reverb_p=yes"):
+        with pytest.raises(ConfigError, match=r"augment\.reverb_p: expected null or a share"):
+            apply_overrides(cfg, [bad])
+    with pytest.raises(ConfigError, match=r"augment\.reverb_rt60_s: expected null or \[lo, hi\]"):
+        apply_overrides(cfg, ["augment.reverb_p=0.3", "augment.reverb_rt60_s=[0.8, 0.2]"])

@@ -254,7 +254,7 @@ def test_a_folder_recorded_before_an_option_existed_resumes_while_the_option_is_
     plan = {"folds": ["fold-1"], "speakers": {"cremad/1001": "fold-1"}}
     older = copy.deepcopy(cfg)
     for section, key in (("augment", "mixup_alpha"), ("augment", "vtlp"), ("augment", "tempo"),
-                         ("training", "ema_momentum")):
+                         ("augment", "reverb_p"), ("augment", "reverb_rt60_s"), ("training", "ema_momentum")):
         del older[section][key]
     check_same_settings(tmp_path, older, plan)     # the first run records its settings
     check_same_settings(tmp_path, cfg, plan)       # today's defaults: the same recipe

@@ -136,7 +136,9 @@ AUG = {"time_masks": 2, "time_mask_max": 20, "freq_masks": 2, "freq_mask_max": 1
 
 def test_augmentation_changes_train_batches_only(feature_dir):
     fdir = D.open_feature_dir(feature_dir)
-    aug = AUG
+    # Every optional augmentation on too, so that each runs inside tf.data's graph.
+    aug = {**AUG, "noise_p": 0.5, "noise_snr_db": [15, 50], "band_limit_p": 0.5, "band_limit_hz": [3400, 7000],
+           "reverb_p": 0.5, "reverb_rt60_s": [0.2, 0.8], "vtlp": [0.9, 1.1], "tempo": [0.9, 1.1]}
     cfg = {"cache": False, "shuffle_buffer": 8, "batch_size": 4}
     weights = np.ones(7, np.float32)
     x, y, w = next(iter(D.train_dataset(fdir, cfg, aug, weights, True, seed=1)))
