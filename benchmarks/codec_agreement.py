@@ -1,4 +1,4 @@
-"""Do predictions survive the codec? The same clips in several codecs, side by side in one run.
+"""Do predictions survive the codec (and the room)? The same clips in several codecs, side by side in one run.
 
     python benchmarks/codec_agreement.py [--model BUNDLE ...] [--input DIR] [--limit 300] [--seed 0]
                                          [--unseen_speakers FOLD_MODEL_OR_FEATURES]
@@ -6,7 +6,9 @@
 Every sampled clip is decoded once, written back as 16-bit WAV (the reference)
 and re-encoded into the codecs users' archives arrive in: FLAC, MP3 at two
 bitrates, Ogg Vorbis, 8 kHz mu-law telephone WAV, and the source file itself (the
-corpora here are Opus). Each version is scored through the product's own path
+corpora here are Opus), plus the WAV as heard in two reverberant rooms (a synthetic
+room impulse response: exponentially decaying noise, reverberation time 0.4 s and
+0.8 s, the tail 3 dB below the direct sound). Each version is scored through the product's own path
 (``Predictor.predict_fileobj``: decode, resample, window, featurise, model,
 calibration). Reported per model and codec: the share of files whose label
 equals the WAV's (agreement), the mean total-variation distance between the two
@@ -57,6 +59,28 @@ CODECS = {
 }
 
 
+# name -> reverberation time (s) of a synthetic room the WAV is played in
+ROOMS = {"room_rt60_0.4s": 0.4, "room_rt60_0.8s": 0.8}
+ROOM_DRR_DB = 3.0   # direct-to-reverberant energy ratio: a talker a few metres from the microphone
+
+
+def room_impulse_response(rt60: float, rate: int, drr_db: float = ROOM_DRR_DB, seed: int = 0) -> np.ndarray:
+    """A direct-path impulse and a late tail of Gaussian noise whose power falls 60 dB in ``rt60``
+    seconds, its energy ``drr_db`` below the direct sound (seeded: every clip hears the same room)."""
+    t = np.arange(1, int(1.2 * rt60 * rate)) / rate
+    tail = np.random.default_rng(seed).normal(size=t.size) * 10 ** (-3 * t / rt60)
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
+    return np.concatenate([[1.0], tail])
+
+
+def in_room(wave: np.ndarray, rate: int, rt60: float) -> np.ndarray:
+    """The clip played in the room of :func:`room_impulse_response`, same length and peak level."""
+    from scipy.signal import fftconvolve
+
+    wet = fftconvolve(wave, room_impulse_response(rt60, rate))[: len(wave)]
+    return wet * (np.max(np.abs(wave)) / max(np.max(np.abs(wet)), 1e-9))
+
+
 def encode(wave: np.ndarray, rate: int, codec: str) -> bytes:
     """The clip as a file of ``codec`` (see CODECS), in memory."""
     fmt, subtype, extra, target = CODECS[codec]
@@ -105,13 +129,14 @@ def sample_files(root: Path, limit: int, seed: int, table, label_set,
 
 
 def score_versions(predictors, path: Path) -> list[dict[str, tuple[np.ndarray, float]]]:
-    """Per predictor, {version: (file probabilities, encoded kbit/s)} for the source and every codec
-    (each version encoded once, scored by every predictor)."""
+    """Per predictor, {version: (file probabilities, encoded kbit/s)} for the source, every codec and
+    every room (each version encoded once, scored by every predictor)."""
     data = path.read_bytes()
     wave, rate = audio.decode(data)
     wave = audio.to_mono(wave)
     seconds = len(wave) / rate
-    versions = {"source": data} | {codec: encode(wave, rate, codec) for codec in CODECS}
+    versions = ({"source": data} | {codec: encode(wave, rate, codec) for codec in CODECS}
+                | {room: encode(in_room(wave, rate, rt60), rate, "wav") for room, rt60 in ROOMS.items()})
     return [{name: (predictor.predict_fileobj(io.BytesIO(blob)).probs, 8 * len(blob) / seconds / 1000)
              for name, blob in versions.items()} for predictor in predictors]
 
@@ -172,6 +197,8 @@ def main(argv=None) -> int:
               "unseen_speakers": sorted("/".join(s) for s in speakers) if speakers else None,
               "codecs": {name: {"format": f, "subtype": s, **extra, "sample_rate": r or "the clip's own"}
                          for name, (f, s, extra, r) in CODECS.items()},
+              "rooms": {name: {"rt60_s": rt60, "drr_db": ROOM_DRR_DB, "written_as": "WAV PCM_16"}
+                        for name, rt60 in ROOMS.items()},
               "per_model": {m["path"]: summarise([r[k] for r in results], truth, classes)
                             for k, m in enumerate(models)}}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
