@@ -85,7 +85,7 @@ def main(argv=None) -> int:
               "recipe": args.recipe, "verdict": args.verdict, "baseline": str(args.baseline.name),
               "settings": settings, "folds": folds}
     result["mean_uar_minus_baseline"] = mean_differences(folds)
-    out = REPO / "benchmarks/results" / f"{args.name}.json"
+    out = REPO / "benchmarks/results" / f"{Path(args.name).name}.json"   # a name, not a path
     out.write_text(json.dumps(result, indent=1) + "\n")
     for fold, r in folds.items():
         print(fold, {g: f"{r['scores'][g]['uar']:.3f} ({d:+.3f})" for g, d in r["uar_minus_baseline"].items()})
