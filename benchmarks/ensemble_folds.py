@@ -52,17 +52,16 @@ def corpus_uar(result: dict, classes) -> dict:
 
 def fold_report(results: dict[str, dict], classes) -> dict:
     """Each run alone, each pair averaged, all averaged; per corpus UAR."""
-    out = {"alone": {name: corpus_uar(r, classes) for name, r in results.items()}, "pairs": {}}
+    alone = {name: corpus_uar(r, classes) for name, r in results.items()}
+    out = {"alone": alone, "pairs": {}, "pair_gain_over_members_mean": {}}
     for a, b in itertools.combinations(results, 2):
-        out["pairs"][f"{a}+{b}"] = corpus_uar(averaged([results[a], results[b]]), classes)
+        pair = corpus_uar(averaged([results[a], results[b]]), classes)
+        out["pairs"][f"{a}+{b}"] = pair
+        # What averaging gains: each pair against the mean of its two members.
+        out["pair_gain_over_members_mean"][f"{a}+{b}"] = {
+            c: round(u - (alone[a][c] + alone[b][c]) / 2, 4) for c, u in pair.items()}
     if len(results) > 2:
         out["all"] = corpus_uar(averaged(list(results.values())), classes)
-    # What averaging gains over its members: the best pair against the mean of its two members.
-    gains = {}
-    for pair, scores in out["pairs"].items():
-        a, b = pair.split("+")
-        gains[pair] = {c: round(u - (out["alone"][a][c] + out["alone"][b][c]) / 2, 4) for c, u in scores.items()}
-    out["pair_gain_over_members_mean"] = gains
     return out
 
 

@@ -165,16 +165,16 @@ def test_perturbation_factor_ranges_are_checked():
             apply_overrides(cfg, [bad])
 
 
-def clicks(frames=188, at=(40, 120), level=-10.0):
-    """A (1, 1 band, frames, 1) log-mel of short loud clicks in silence (the features' floor)."""
+def click(at=40, frames=188, level=-10.0):
+    """A (1, 1 band, frames, 1) log-mel of one short loud click in silence (the features' floor)."""
     x = np.full((1, 1, frames, 1), CFG.db_floor, np.float32)
-    x[0, 0, list(at), 0] = level
+    x[0, 0, at, 0] = level
     return tf.constant(x)
 
 
 @pytest.mark.parametrize("rt60", [0.3, 0.9])
 def test_reverb_tail_decays_60_db_in_the_reverberation_time_after_the_sound_never_before(rt60):
-    x = clicks(at=(40,))
+    x = click(at=40)
     drr = 5.0
     wet = D.reverberate(x, tf.constant([rt60]), tf.constant([drr]), CFG).numpy()[0, 0, :, 0]
     hop = CFG.hop_length / CFG.sample_rate
