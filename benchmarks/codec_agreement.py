@@ -6,9 +6,14 @@
 Every sampled clip is decoded once, written back as 16-bit WAV (the reference)
 and re-encoded into the codecs users' archives arrive in: FLAC, MP3 at two
 bitrates, Ogg Vorbis, 8 kHz mu-law telephone WAV, and the source file itself (the
-corpora here are Opus), plus the WAV as heard in two reverberant rooms (a synthetic
-room impulse response: exponentially decaying noise, reverberation time 0.4 s and
-0.8 s, the tail 3 dB below the direct sound). Each version is scored through the product's own path
+corpora here are Opus), plus the WAV as heard in reverberant rooms of two kinds:
+two synthetic rooms (exponentially decaying noise as the impulse response,
+reverberation time 0.4 s and 0.8 s, the tail 3 dB below the direct sound: the kind
+``augment.reverb_p`` trains on) and two shoebox rooms, an office and a hall, whose
+impulse responses come from the image-source method (pyroomacoustics: discrete
+early reflections off walls of one absorption, a geometry, a talker a few metres
+away; their measured reverberation time and direct-to-reverberant ratio are in the
+report). Each version is scored through the product's own path
 (``Predictor.predict_fileobj``: decode, resample, window, featurise, model,
 calibration). Reported per model and codec: the share of files whose label
 equals the WAV's (agreement), the mean total-variation distance between the two
@@ -24,6 +29,7 @@ Results: benchmarks/results/codec_agreement.json (``--output`` to change).
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -44,6 +50,7 @@ from benchmarks.provenance import provenance  # noqa: E402
 from ser_model import audio  # noqa: E402
 from ser_model.corpora import Skip, parse_path  # noqa: E402
 from ser_model.evaluate import scores  # noqa: E402
+from ser_model.features import FeatureConfig  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
 
 TELEPHONE_RATE = 8000
@@ -64,6 +71,16 @@ ROOMS = {"room_rt60_0.4s": 0.4, "room_rt60_0.8s": 0.8}
 ROOM_DRR_DB = 3.0   # direct-to-reverberant energy ratio: a talker a few metres from the microphone
 
 
+# name -> (size, target reverberation time (s), talker, microphone; metres): shoebox rooms whose
+# impulse response the image-source method computes. Sabine's formula sets the walls' absorption
+# from the target; the response's own decay is measured and reported (it runs longer).
+SHOEBOX_ROOMS = {
+    "office_rt60_0.4s": ([5.0, 4.0, 3.0], 0.4, [1.5, 2.0, 1.6], [3.5, 2.6, 1.2]),
+    "hall_rt60_0.8s": ([10.0, 7.0, 3.5], 0.8, [2.5, 3.0, 1.6], [6.0, 4.5, 1.2]),
+}
+DIRECT_SOUND_S = 0.0025   # the direct path's share of a response: its peak +- 2.5 ms
+
+
 def room_impulse_response(rt60: float, rate: int, drr_db: float = ROOM_DRR_DB, seed: int = 0) -> np.ndarray:
     """A direct-path impulse and a late tail of Gaussian noise whose power falls 60 dB in ``rt60``
     seconds, its energy ``drr_db`` below the direct sound (seeded: every clip hears the same room)."""
@@ -73,12 +90,70 @@ def room_impulse_response(rt60: float, rate: int, drr_db: float = ROOM_DRR_DB, s
     return np.concatenate([[1.0], tail])
 
 
-def in_room(wave: np.ndarray, rate: int, rt60: float) -> np.ndarray:
-    """The clip played in the room of :func:`room_impulse_response`, same length and peak level."""
+@functools.lru_cache(maxsize=None)
+def shoebox_impulse_response(name: str, rate: int) -> np.ndarray:
+    """The image-source response of ``SHOEBOX_ROOMS[name]`` from the talker to the microphone,
+    starting just before the direct sound (the propagation delay dropped: same timing as the WAV)."""
+    import pyroomacoustics as pra
+
+    size, rt60, talker, microphone = SHOEBOX_ROOMS[name]
+    absorption, max_order = pra.inverse_sabine(rt60, size)
+    room = pra.ShoeBox(size, fs=rate, materials=pra.Material(absorption), max_order=max_order)
+    room.add_source(talker)
+    room.add_microphone(microphone)
+    room.compute_rir()
+    response = np.asarray(room.rir[0][0], dtype=np.float64)
+    start = max(0, int(np.argmax(np.abs(response))) - int(DIRECT_SOUND_S * rate))
+    return response[start:]
+
+
+def direct_to_reverberant_db(response: np.ndarray, rate: int) -> float:
+    """Energy within ``DIRECT_SOUND_S`` of the response's peak over the energy of all the rest, in dB."""
+    peak, half = int(np.argmax(np.abs(response))), int(DIRECT_SOUND_S * rate)
+    energy = response ** 2
+    direct = energy[max(0, peak - half): peak + half + 1].sum()
+    return float(10 * np.log10(direct / max(energy.sum() - direct, 1e-20)))
+
+
+def decay_time_s(response: np.ndarray, rate: int) -> float:
+    """The response's reverberation time: Schroeder's backward integral, its -5 to -25 dB slope
+    extrapolated to 60 dB (T20)."""
+    energy = np.cumsum((response ** 2)[::-1])[::-1]
+    level = 10 * np.log10(energy / energy[0] + 1e-30)
+    t = np.arange(len(level)) / rate
+    fit = (level <= -5) & (level >= -25)
+    slope = np.polyfit(t[fit], level[fit], 1)[0]   # dB per second, negative
+    return float(-60.0 / slope)
+
+
+def in_room(wave: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """The clip played through a room's impulse ``response``, same length and peak level."""
     from scipy.signal import fftconvolve
 
-    wet = fftconvolve(wave, room_impulse_response(rt60, rate))[: len(wave)]
+    wet = fftconvolve(wave, response)[: len(wave)]
     return wet * (np.max(np.abs(wave)) / max(np.max(np.abs(wet)), 1e-9))
+
+
+def room_versions(wave: np.ndarray, rate: int) -> dict[str, bytes]:
+    """The clip as WAV in every room of both kinds."""
+    responses = ({name: room_impulse_response(rt60, rate) for name, rt60 in ROOMS.items()}
+                 | {name: shoebox_impulse_response(name, rate) for name in SHOEBOX_ROOMS})
+    return {name: encode(in_room(wave, h), rate, "wav") for name, h in responses.items()}
+
+
+def describe_rooms(rate: int) -> dict:
+    """Every room's settings and its response's measured decay time (T20) and direct-to-reverberant
+    ratio, at ``rate``."""
+    rooms = {name: ({"kind": "exponential noise tail", "rt60_s": rt60, "drr_db": ROOM_DRR_DB},
+                    room_impulse_response(rt60, rate)) for name, rt60 in ROOMS.items()}
+    for name, (size, rt60, talker, microphone) in SHOEBOX_ROOMS.items():
+        rooms[name] = ({"kind": "image-source shoebox (pyroomacoustics)", "size_m": size,
+                        "sabine_rt60_s": rt60, "talker_m": talker, "microphone_m": microphone},
+                       shoebox_impulse_response(name, rate))
+    return {name: settings | {"measured_t20_s": round(decay_time_s(h, rate), 3),
+                              "measured_drr_db": round(direct_to_reverberant_db(h, rate), 2),
+                              "written_as": "WAV PCM_16"}
+            for name, (settings, h) in rooms.items()}
 
 
 def encode(wave: np.ndarray, rate: int, codec: str) -> bytes:
@@ -135,8 +210,7 @@ def score_versions(predictors, path: Path) -> list[dict[str, tuple[np.ndarray, f
     wave, rate = audio.decode(data)
     wave = audio.to_mono(wave)
     seconds = len(wave) / rate
-    versions = ({"source": data} | {codec: encode(wave, rate, codec) for codec in CODECS}
-                | {room: encode(in_room(wave, rate, rt60), rate, "wav") for room, rt60 in ROOMS.items()})
+    versions = {"source": data} | {codec: encode(wave, rate, codec) for codec in CODECS} | room_versions(wave, rate)
     return [{name: (predictor.predict_fileobj(io.BytesIO(blob)).probs, 8 * len(blob) / seconds / 1000)
              for name, blob in versions.items()} for predictor in predictors]
 
@@ -197,8 +271,7 @@ def main(argv=None) -> int:
               "unseen_speakers": sorted("/".join(s) for s in speakers) if speakers else None,
               "codecs": {name: {"format": f, "subtype": s, **extra, "sample_rate": r or "the clip's own"}
                          for name, (f, s, extra, r) in CODECS.items()},
-              "rooms": {name: {"rt60_s": rt60, "drr_db": ROOM_DRR_DB, "written_as": "WAV PCM_16"}
-                        for name, rt60 in ROOMS.items()},
+              "rooms": describe_rooms(FeatureConfig().sample_rate),
               "per_model": {m["path"]: summarise([r[k] for r in results], truth, classes)
                             for k, m in enumerate(models)}}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
