@@ -1,7 +1,7 @@
 """The fused model's training and inference speed on any Keras backend, with synthetic batches.
 
     python benchmarks/model_throughput.py [--backends tensorflow,jax] [--batch 32] [--steps 20]
-        [--infer_batches 1,32,256] [--backbone densenet121] [--find_max_batch]
+        [--infer_batches 1,32,256] [--backbone densenet121] [--mel_pools 2x2,1x1] [--find_max_batch]
 
 Each backend runs in its own process (``KERAS_BACKEND``), one after the other in
 one run, on the same synthetic batches of the real input shapes (log-mel
@@ -13,7 +13,9 @@ samples/s at several batch sizes (``predict_on_batch``), the device, the
 precision policy (``mixed_bfloat16`` on a GPU by default), and on an NVIDIA GPU
 the mean utilisation sampled by ``nvidia-smi`` during training (did the
 accelerator stay busy). ``--find_max_batch`` doubles the training batch until
-the device runs out of memory. Results: benchmarks/results/model_throughput_<device>.json.
+the device runs out of memory. ``--mel_pools 2x2,1x1`` also measures each backend with
+the log-mel image pooled otherwise before the DenseNet (``model.mel_pool``; 1x1 is the
+full-resolution image), one after the other in the same run. Results: benchmarks/results/model_throughput_<device>.json.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def one_backend(args) -> dict:
     cfg = FeatureConfig()
     stats = {"logmel_mean": [-40.0] * cfg.n_mels, "logmel_std": [12.0] * cfg.n_mels,
              "mfcc_mean": [0.0] * cfg.n_mfcc, "mfcc_std": [20.0] * cfg.n_mfcc}
-    model_cfg = {"backbone": args.backbone, "weights": None, "mel_pool": [2, 2], "mfcc_filters": [32, 64, 128],
+    model_cfg = {"backbone": args.backbone, "weights": None, "mel_pool": args.mel_pool, "mfcc_filters": [32, 64, 128],
                  "dropout": 0.4, "gender_head": True}
     train_cfg = {"epochs": 2, "warmup_epochs": 0, "learning_rate": 1e-3, "label_smoothing": 0.1,
                  "weight_decay": 1e-4}
@@ -121,7 +123,7 @@ def one_backend(args) -> dict:
 
     rate, util = train_rate(args.batch)
     result = {"backend": keras.backend.backend(), "keras": keras.__version__, "device": device, "policy": policy,
-              "backbone": args.backbone, "batch": args.batch, "steps": args.steps,
+              "backbone": args.backbone, "mel_pool": args.mel_pool, "batch": args.batch, "steps": args.steps,
               "train_samples_per_s": round(rate, 1), "gpu_utilisation_pct_during_training": util}
     model = build_model(model_cfg, 7, cfg.logmel_shape, cfg.mfcc_shape, stats)
     infer = {}
@@ -146,6 +148,17 @@ def one_backend(args) -> dict:
     return result
 
 
+def mel_pools(text: str) -> list[list[int]]:
+    """``"2x2,1x1"`` -> ``[[2, 2], [1, 1]]``."""
+    try:
+        pools = [[int(n) for n in item.lower().split("x")] for item in text.split(",")]
+    except ValueError:
+        pools = []
+    if not pools or any(len(p) != 2 or min(p) < 1 for p in pools):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected poolings like 2x2,1x1")
+    return pools
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backends", default="tensorflow,jax")
@@ -154,6 +167,9 @@ def main() -> int:
     p.add_argument("--infer_batches", default="1,32,256")
     p.add_argument("--backbone", default="densenet121")
     p.add_argument("--mixed", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--mel_pools", default="2x2", type=mel_pools,
+                   help="comma-separated log-mel poolings to measure, e.g. 2x2,1x1 (default 2x2, the recipe's)")
+    p.add_argument("--mel_pool", type=lambda v: mel_pools(v)[0], default=[2, 2], help=argparse.SUPPRESS)
     p.add_argument("--find_max_batch", action="store_true")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # run in this process's backend
     p.add_argument("--output", default=None)
@@ -165,15 +181,15 @@ def main() -> int:
     from benchmarks.provenance import provenance
 
     results = []
-    for backend in args.backends.split(","):
+    for backend, pool in ((b, pool) for b in args.backends.split(",") for pool in args.mel_pools):
         argv = ["--batch", str(args.batch), "--steps", str(args.steps), "--backbone", args.backbone,
                 "--mixed", args.mixed, "--infer_batches", ",".join(map(str, args.infer_batches)),
-                *(["--find_max_batch"] if args.find_max_batch else [])]
+                "--mel_pool", "x".join(map(str, pool)), *(["--find_max_batch"] if args.find_max_batch else [])]
         proc = subprocess.run([sys.executable, __file__, *argv, "--one"], capture_output=True, text=True,
                               env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"})
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
-            results.append({"backend": backend, "error": proc.stderr.strip().splitlines()[-1:]})
+            results.append({"backend": backend, "mel_pool": pool, "error": proc.stderr.strip().splitlines()[-1:]})
         else:
             results.append(json.loads(lines[-1][len("RESULT "):]))
         print(json.dumps(results[-1]), flush=True)
