@@ -73,7 +73,7 @@ ROOM_DRR_DB = 3.0   # direct-to-reverberant energy ratio: a talker a few metres 
 
 # name -> (size, target reverberation time (s), talker, microphone; metres): shoebox rooms whose
 # impulse response the image-source method computes. Sabine's formula sets the walls' absorption
-# from the target; the response's own decay is measured and reported (it runs longer).
+# from the target; the response's own decay differs from it and is measured and reported.
 SHOEBOX_ROOMS = {
     "office_rt60_0.4s": ([5.0, 4.0, 3.0], 0.4, [1.5, 2.0, 1.6], [3.5, 2.6, 1.2]),
     "hall_rt60_0.8s": ([10.0, 7.0, 3.5], 0.8, [2.5, 3.0, 1.6], [6.0, 4.5, 1.2]),
