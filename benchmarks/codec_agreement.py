@@ -81,6 +81,7 @@ SHOEBOX_ROOMS = {
 DIRECT_SOUND_S = 0.0025   # the direct path's share of a response: its peak +- 2.5 ms
 
 
+@functools.lru_cache(maxsize=None)
 def room_impulse_response(rt60: float, rate: int, drr_db: float = ROOM_DRR_DB, seed: int = 0) -> np.ndarray:
     """A direct-path impulse and a late tail of Gaussian noise whose power falls 60 dB in ``rt60``
     seconds, its energy ``drr_db`` below the direct sound (seeded: every clip hears the same room)."""
@@ -134,26 +135,29 @@ def in_room(wave: np.ndarray, response: np.ndarray) -> np.ndarray:
     return wet * (np.max(np.abs(wave)) / max(np.max(np.abs(wet)), 1e-9))
 
 
+def room_responses(rate: int) -> dict[str, np.ndarray]:
+    """Every room's impulse response at ``rate``, both kinds (each computed once and cached)."""
+    return ({name: room_impulse_response(rt60, rate) for name, rt60 in ROOMS.items()}
+            | {name: shoebox_impulse_response(name, rate) for name in SHOEBOX_ROOMS})
+
+
 def room_versions(wave: np.ndarray, rate: int) -> dict[str, bytes]:
     """The clip as WAV in every room of both kinds."""
-    responses = ({name: room_impulse_response(rt60, rate) for name, rt60 in ROOMS.items()}
-                 | {name: shoebox_impulse_response(name, rate) for name in SHOEBOX_ROOMS})
-    return {name: encode(in_room(wave, h), rate, "wav") for name, h in responses.items()}
+    return {name: encode(in_room(wave, h), rate, "wav") for name, h in room_responses(rate).items()}
 
 
 def describe_rooms(rate: int) -> dict:
     """Every room's settings and its response's measured decay time (T20) and direct-to-reverberant
     ratio, at ``rate``."""
-    rooms = {name: ({"kind": "exponential noise tail", "rt60_s": rt60, "drr_db": ROOM_DRR_DB},
-                    room_impulse_response(rt60, rate)) for name, rt60 in ROOMS.items()}
-    for name, (size, rt60, talker, microphone) in SHOEBOX_ROOMS.items():
-        rooms[name] = ({"kind": "image-source shoebox (pyroomacoustics)", "size_m": size,
-                        "sabine_rt60_s": rt60, "talker_m": talker, "microphone_m": microphone},
-                       shoebox_impulse_response(name, rate))
-    return {name: settings | {"measured_t20_s": round(decay_time_s(h, rate), 3),
-                              "measured_drr_db": round(direct_to_reverberant_db(h, rate), 2),
-                              "written_as": "WAV PCM_16"}
-            for name, (settings, h) in rooms.items()}
+    settings = ({name: {"kind": "exponential noise tail", "rt60_s": rt60, "drr_db": ROOM_DRR_DB}
+                 for name, rt60 in ROOMS.items()}
+                | {name: {"kind": "image-source shoebox (pyroomacoustics)", "size_m": size, "sabine_rt60_s": rt60,
+                          "talker_m": talker, "microphone_m": microphone}
+                   for name, (size, rt60, talker, microphone) in SHOEBOX_ROOMS.items()})
+    return {name: settings[name] | {"measured_t20_s": round(decay_time_s(h, rate), 3),
+                                    "measured_drr_db": round(direct_to_reverberant_db(h, rate), 2),
+                                    "written_as": "WAV PCM_16"}
+            for name, h in room_responses(rate).items()}
 
 
 def encode(wave: np.ndarray, rate: int, codec: str) -> bytes:
