@@ -88,7 +88,7 @@ def room_impulse_response(rt60: float, rate: int, drr_db: float = ROOM_DRR_DB, s
     t = np.arange(1, int(1.2 * rt60 * rate)) / rate
     tail = np.random.default_rng(seed).normal(size=t.size) * 10 ** (-3 * t / rt60)
     tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
-    return np.concatenate([[1.0], tail])
+    return read_only(np.concatenate([[1.0], tail]))
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,7 +105,14 @@ def shoebox_impulse_response(name: str, rate: int) -> np.ndarray:
     room.compute_rir()
     response = np.asarray(room.rir[0][0], dtype=np.float64)
     start = max(0, int(np.argmax(np.abs(response))) - int(DIRECT_SOUND_S * rate))
-    return response[start:]
+    return read_only(response[start:])
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, locked against writes: the cached responses are shared by every clip, so an
+    in-place edit by one caller must fail instead of changing the room for all later clips."""
+    array.setflags(write=False)
+    return array
 
 
 def direct_to_reverberant_db(response: np.ndarray, rate: int) -> float:
