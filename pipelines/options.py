@@ -12,6 +12,8 @@ import os
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions,
                                                   TestOptions)
 
+from ser_model.speaker_norm import MIN_GROUP_FILES
+
 FEATURES_INPUT_HELP = ("a corpus root folder, glob or URI (local, gs://, s3://); repeatable. Prefix with "
                        "ravdess=, cremad=, tess= or savee= to force a corpus; otherwise each file's corpus "
                        "is recognised from its name.")
@@ -86,6 +88,16 @@ class ScoreOptions(PipelineOptions):
         parser.add_argument("--summary", action="store_true",
                             help="print a per-file table at the end (true label where the file name "
                                  "follows a corpus's naming, predicted label, confidence)")
+        parser.add_argument("--group_by", default=None, metavar="RULE",
+                            help="speaker normalisation: also give each file a group_label, its emotion "
+                                 "relative to the other files of its speaker or session, which takes off "
+                                 "the pull an unheard voice has towards some classes. RULE: 'folder' (one "
+                                 "folder per speaker) or a regular expression searched in the path whose "
+                                 "capture group names the speaker (e.g. 'Actor_(\\d+)'). Assumes the "
+                                 "groups act similar mixes of emotions; see README, Speaker normalisation")
+        parser.add_argument("--min_group_files", type=int, default=MIN_GROUP_FILES, metavar="N",
+                            help="with --group_by: smallest group normalised; files of smaller groups get "
+                                 "no group_label (default: %(default)s)")
 
 
 class _FlagNames:

@@ -45,6 +45,7 @@ from ser_model import storage
 from ser_model.aggregate import file_probabilities, segment_probabilities
 from ser_model.calibration import apply_temperature
 from ser_model.bundle import named_outputs
+from ser_model.speaker_norm import MIN_GROUP_FILES, GroupRuleError, group_rule, normalise_by_group
 
 @dataclass(frozen=True)
 class ScoreJob:
@@ -60,6 +61,8 @@ class ScoreJob:
     batch_size: int
     max_seconds: float | None
     summary: bool
+    group_by: str | None = None           # speaker normalisation's rule (ser_model.speaker_norm.group_rule)
+    min_group_files: int = MIN_GROUP_FILES
 
 
 def make_job(opts: ScoreOptions, io: IOOptions) -> ScoreJob:
@@ -73,11 +76,19 @@ def make_job(opts: ScoreOptions, io: IOOptions) -> ScoreJob:
         raise UsageError(f"--batch_size must be at least 1, not {opts.batch_size}")
     if opts.segments and opts.vad == "off":
         raise UsageError("--segments needs voice activity detection (--vad long)")
+    if opts.group_by is not None:
+        try:
+            group_rule(opts.group_by)
+        except GroupRuleError as err:
+            raise UsageError(f"--group_by: {err}") from None
+        if opts.min_group_files < 1:
+            raise UsageError(f"--min_group_files must be at least 1, not {opts.min_group_files}")
     return ScoreJob(inputs=tuple((spec, expand_input(spec)) for spec in io.input), output=io.output,
                     staging=f"{io.output}.staging-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
                     bundle=read_bundle_meta(opts.model), windows=opts.windows, segments=opts.segments,
                     vad=opts.vad, batch_size=opts.batch_size,
-                    max_seconds=opts.max_seconds, summary=opts.summary)
+                    max_seconds=opts.max_seconds, summary=opts.summary, group_by=opts.group_by,
+                    min_group_files=opts.min_group_files)
 
 
 FILES_PER_GROUP = 32   # short files decoded, windowed and batched together by one worker
@@ -468,7 +479,7 @@ def window_row(scored, classes, window_seconds: float, temperature: float = 1.0)
             "confidence": float(probs[best]), **{f"p_{c}": float(p) for c, p in zip(classes, probs)}}
 
 
-def files_schema(classes, gender_classes):
+def files_schema(classes, gender_classes, grouped: bool = False):
     import pyarrow as pa
 
     fields = [("path", pa.string()), ("duration_s", pa.float64()), ("speech_s", pa.float64()),
@@ -476,8 +487,35 @@ def files_schema(classes, gender_classes):
     fields += [(f"p_{c}", pa.float64()) for c in classes]
     if gender_classes:
         fields += [("gender", pa.string()), ("gender_confidence", pa.float64())]
+    if grouped:
+        fields += [("group", pa.string()), ("group_label", pa.string()), ("group_confidence", pa.float64())]
+        fields += [(f"group_p_{c}", pa.float64()) for c in classes]
     fields += [("model_id", pa.string()), ("status", pa.string()), ("error", pa.string())]
     return pa.schema(fields)
+
+
+def with_groups(rows: list[dict], classes, rule: str, min_files: int, temperature: float | None) -> list[dict]:
+    """Files-table rows with speaker normalisation's columns (``ser_model.speaker_norm``): ``group`` (from
+    the path by ``rule``; None where it does not match) and, for a scored file in a group of at least
+    ``min_files`` scored files, ``group_label``, ``group_confidence`` and ``group_p_*`` (rescaled by the
+    bundle's ``temperature`` for them; None: left as normalised). The run's rows come here together: a
+    group's mean needs all of its files."""
+    group_of = group_rule(rule)
+    groups = [group_of(r["path"]) for r in rows]
+    scored = [i for i, r in enumerate(rows) if r["status"] == "scored"]
+    out = [{**r, "group": g, "group_label": None, "group_confidence": None, **{f"group_p_{c}": None for c in classes}}
+           for r, g in zip(rows, groups)]
+    if not scored:
+        return out
+    probs = np.array([[rows[i][f"p_{c}"] for c in classes] for i in scored])
+    normalised = normalise_by_group(probs, [groups[i] for i in scored], min_files, temperature or 1.0)
+    for i, q in zip(scored, normalised):
+        if np.isnan(q).any():
+            continue
+        best = int(np.argmax(q))
+        out[i].update(group_label=classes[best], group_confidence=float(q[best]),
+                      **{f"group_p_{c}": float(p) for c, p in zip(classes, q)})
+    return out
 
 
 def windows_schema(classes):
@@ -540,8 +578,12 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
                      "Outcome", (ROW, DEAD))
     rows, dead = outcome[ROW], outcome[DEAD]
     # Each output step yields one ("name", facts) pair; the last step reads them all.
+    grouping = (None if job.group_by is None else
+                {"classes": classes, "rule": job.group_by, "min_files": job.min_group_files,
+                 "temperature": bundle.get("group_temperature")})
     written = [gather(rows, "FileRowList")
-               | "WriteFiles" >> beam.Map(write_files_table, f"{output}.files.parquet", files_schema(classes, genders))]
+               | "WriteFiles" >> beam.Map(write_files_table, f"{output}.files.parquet",
+                                          files_schema(classes, genders, grouping is not None), grouping)]
     if job.windows:
         written.append(gather(joined | "WindowRows" >> beam.FlatMap(window_rows, classes, features["window_seconds"],
                                                                   bundle["temperature"]), "WindowRowList")
@@ -560,10 +602,16 @@ def build_pipeline(p: beam.Pipeline, job: ScoreJob, layout: RunLayout = RunLayou
      | "Done" >> beam.Map(write_counts, output))
 
 
-def write_files_table(rows: list[dict], path: str, schema) -> tuple[str, dict]:
-    """The files table; ``("statuses", {status: files})``."""
+def write_files_table(rows: list[dict], path: str, schema, grouping: dict | None = None) -> tuple[str, dict]:
+    """The files table; ``("statuses", {status: files, "grouped": files with a group_label})``.
+    ``grouping``: :func:`with_groups`'s arguments after the rows, for speaker normalisation."""
+    if grouping:
+        rows = with_groups(rows, **grouping)
     write_parquet(rows, path, schema, lambda r: r["path"])
-    return "statuses", dict(Counter(r["status"] for r in rows))
+    counts = dict(Counter(r["status"] for r in rows))
+    if grouping:
+        counts["grouped"] = sum(r["group_label"] is not None for r in rows)
+    return "statuses", counts
 
 
 def write_table(rows: list[dict], name: str, path: str, schema, sort_key) -> tuple[str, int]:
@@ -582,7 +630,8 @@ def write_counts(facts: list[tuple[str, object]], output: str) -> None:
     facts = dict(facts)
     statuses = facts["statuses"]
     counts = {"inputs": facts["inputs"], "scored": statuses.get("scored", 0),
-              "no_speech": statuses.get("no_speech", 0), "failed": facts["failed"]}
+              "no_speech": statuses.get("no_speech", 0), "failed": facts["failed"],
+              "grouped": statuses.get("grouped")}
     storage.write_text(f"{output}.counts.json", json.dumps(counts))
 
 
@@ -666,12 +715,26 @@ class ScoreCommand(PipelineCommand):
                  "failed": counts["failed"]}
         line, balanced = balance_line(counts["inputs"], parts)
         print(line)
+        if job.group_by is not None:
+            print(grouping_line(counts, job))
         if job.summary:
             print(summary_table(f"{output}.files.parquet", LabelSet.from_json(job.bundle["label_set"])))
         extra = [f"{output}.{t}.parquet" for t, on in (("windows", job.windows), ("segments", job.segments)) if on]
         print(f"wrote {output}.files.parquet" + "".join(f" and {x}" for x in extra)
               + f" in {seconds:.1f} s (model {job.bundle['model_id']})")
         return 0 if balanced else 1
+
+
+def grouping_line(counts: dict, job: ScoreJob) -> str:
+    """What speaker normalisation did, and whether its confidences are calibrated."""
+    left = counts["scored"] - counts["grouped"]
+    line = (f"speaker normalisation (--group_by {job.group_by}): {counts['grouped']} of {counts['scored']} scored "
+            f"files have a group_label" + (f"; {left} are outside any group of at least {job.min_group_files} files"
+                                           if left else ""))
+    if job.bundle.get("group_temperature") is None:
+        line += ("\nnote: this bundle has no calibration for normalised outputs (its cross-validation report "
+                 "predates them): group_confidence is not calibrated")
+    return line
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -130,15 +130,22 @@ def vad_of(feats: Mapping) -> VadConfig:
     return VadConfig(**(feats.get("vad") or {}))
 
 
-def read_temperature(path: str | os.PathLike) -> float:
-    """The emotion head's calibration temperature from ``calibration.json`` (1.0 without one)."""
+def read_calibration(path: str | os.PathLike) -> dict:
+    """A bundle's ``calibration.json`` (``{}`` without one), checked."""
     file = storage.join(str(path), "calibration.json")
     if not storage.exists(file):
-        return 1.0
+        return {}
     calibration = json.loads(storage.read_text(file))
     if calibration.get("method") != "temperature" or not float(calibration.get("temperature", 0)) > 0:
         raise ValueError(f"{file}: expected a positive temperature (method: temperature)")
-    return float(calibration["temperature"])
+    if "group_temperature" in calibration and not float(calibration["group_temperature"]) > 0:
+        raise ValueError(f"{file}: group_temperature must be positive")
+    return calibration
+
+
+def read_temperature(path: str | os.PathLike) -> float:
+    """The emotion head's calibration temperature from ``calibration.json`` (1.0 without one)."""
+    return float(read_calibration(path).get("temperature", 1.0))
 
 
 def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
@@ -150,6 +157,8 @@ def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
             "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
             "features": feats["features"], "model_id": model_id_of(storage.join(path, "model.keras")),
             "temperature": read_temperature(path),
+            # Speaker-normalised outputs' own temperature (ser_model.speaker_norm); None: not calibrated.
+            "group_temperature": read_calibration(path).get("group_temperature"),
             "vad": vad_of(feats).to_json()}
 
 

@@ -114,8 +114,36 @@ def fold_scores(result: Mapping, classes) -> dict:
 
 
 def summarise(results: list[Mapping], classes) -> dict:
-    """Mean and spread over folds per corpus and gender; pooled scores over all files."""
+    """Mean and spread over folds per corpus and gender; pooled scores over all files; the same per
+    corpus for speaker-normalised outputs (:func:`speaker_normalised`) where the files name speakers."""
     per_fold = {r["fold"]: fold_scores(r, classes) for r in results}
+    y_true = np.concatenate([np.asarray(r["files"]["label_id"], int) for r in results])
+    y_pred = np.concatenate([np.asarray(r["files"]["probs"]).argmax(1) for r in results])
+    pooled = scores(y_true, y_pred, classes)
+    report = {"folds": sorted(per_fold), "per_fold": per_fold, "summary": spread_over_folds(per_fold),
+              "pooled": {k: pooled[k] for k in (*HEADLINE, "n", "recall", "confusion")},
+              "calibration": cross_fitted_calibration(results)}
+    if all("speaker" in r["files"] for r in results):
+        normalised = {r["fold"]: fold_scores(speaker_normalised(r), classes) for r in results}
+        report["speaker_normalised"] = {g: s for g, s in spread_over_folds(normalised).items()
+                                        if g.startswith("corpus:")}
+    return report
+
+
+def speaker_normalised(result: Mapping) -> dict:
+    """A fold's result with each file's probabilities normalised within its speaker's files
+    (``ser_model.speaker_norm``; as ``ser score --group_by`` would, the fold's test files standing for one
+    archive); a file of a speaker too small to normalise keeps its own."""
+    from ser_model.speaker_norm import normalise_by_group
+
+    files = result["files"]
+    probs = np.asarray(files["probs"], np.float64)
+    q = normalise_by_group(probs, [f"{c}/{s}" for c, s in zip(files["corpus"], files["speaker"])])
+    return {**result, "files": {**files, "probs": np.where(np.isnan(q), probs, q)}}
+
+
+def spread_over_folds(per_fold: Mapping[str, Mapping]) -> dict:
+    """Per group: folds, files, mean/std/min/max over folds of the headline metrics."""
     groups = sorted({g for s in per_fold.values() for g in s})
     summary = {}
     for group in groups:
@@ -125,12 +153,7 @@ def summarise(results: list[Mapping], classes) -> dict:
             xs = np.array([v[metric] for v in values.values()])
             summary[group][metric] = {"mean": round(float(xs.mean()), 4), "std": round(float(xs.std()), 4),
                                       "min": round(float(xs.min()), 4), "max": round(float(xs.max()), 4)}
-    y_true = np.concatenate([np.asarray(r["files"]["label_id"], int) for r in results])
-    y_pred = np.concatenate([np.asarray(r["files"]["probs"]).argmax(1) for r in results])
-    pooled = scores(y_true, y_pred, classes)
-    return {"folds": sorted(per_fold), "per_fold": per_fold, "summary": summary,
-            "pooled": {k: pooled[k] for k in (*HEADLINE, "n", "recall", "confusion")},
-            "calibration": cross_fitted_calibration(results)}
+    return summary
 
 
 def cross_fitted_calibration(results: list[Mapping]) -> dict:
@@ -153,12 +176,57 @@ def cross_fitted_calibration(results: list[Mapping]) -> dict:
         per_fold[r["fold"]] = round(t, 4)
         scaled.append(apply_temperature(probs[i], t))
     all_scaled = np.concatenate(scaled)
-    return {"method": "temperature", "temperature": round(fit_temperature(all_probs, all_labels), 4),
-            "temperature_per_fold": per_fold,
+    temperature = fit_temperature(all_probs, all_labels)
+    out = {"method": "temperature", "temperature": round(temperature, 4),
+           "temperature_per_fold": per_fold,
+           "ece_before": round(ece(all_probs, all_labels), 4),
+           "ece_after_cross_fitted": round(ece(all_scaled, all_labels), 4),
+           "reliability_before": reliability(all_probs, all_labels),
+           "reliability_after_cross_fitted": reliability(all_scaled, all_labels)}
+    speaker_norm = speaker_norm_calibration(results, scaled, labels, [apply_temperature(p, temperature) for p in probs])
+    return {**out, "speaker_norm": speaker_norm} if speaker_norm else out
+
+
+def speaker_norm_calibration(results: list[Mapping], scaled: list[np.ndarray], labels: list[np.ndarray],
+                             shipped: list[np.ndarray]) -> dict | None:
+    """The calibration of speaker-normalised outputs (``ser_model.speaker_norm``, each fold's test files
+    grouped by speaker), judged as :func:`cross_fitted_calibration` judges the plain one: each fold's
+    files normalised from their cross-fitted ``scaled`` probabilities, then rescaled with a temperature
+    fitted on the other folds' normalised files. ``temperature``: fitted on every fold's files normalised
+    from the ``shipped`` (final temperature) probabilities, as a bundle's scoring makes them. None for
+    results without speakers or with fewer than two folds holding a large enough speaker."""
+    from ser_model.calibration import apply_temperature, ece, fit_temperature, reliability
+    from ser_model.speaker_norm import MIN_GROUP_FILES, normalise_by_group
+
+    if not all("speaker" in r["files"] for r in results):
+        return None
+
+    def normalised(probs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        kept_probs, kept_labels = [], []
+        for r, p, y in zip(results, probs, labels):
+            q = normalise_by_group(p, [f"{c}/{s}" for c, s in zip(r["files"]["corpus"], r["files"]["speaker"])])
+            grouped = ~np.isnan(q).any(axis=1)
+            kept_probs.append(q[grouped])
+            kept_labels.append(y[grouped])
+        return kept_probs, kept_labels
+
+    probs, kept = normalised(scaled)
+    folds = [i for i, p in enumerate(probs) if len(p)]
+    if len(folds) < 2:
+        return None
+    after = []
+    for i in folds:
+        others = [j for j in folds if j != i]
+        t = fit_temperature(np.concatenate([probs[j] for j in others]), np.concatenate([kept[j] for j in others]))
+        after.append(apply_temperature(probs[i], t))
+    all_probs, all_labels = np.concatenate([probs[i] for i in folds]), np.concatenate([kept[i] for i in folds])
+    all_after = np.concatenate(after)
+    final, final_labels = (np.concatenate(x) for x in normalised(shipped))
+    return {"min_files": MIN_GROUP_FILES, "files": int(len(all_labels)),
+            "temperature": round(fit_temperature(final, final_labels), 4),
             "ece_before": round(ece(all_probs, all_labels), 4),
-            "ece_after_cross_fitted": round(ece(all_scaled, all_labels), 4),
-            "reliability_before": reliability(all_probs, all_labels),
-            "reliability_after_cross_fitted": reliability(all_scaled, all_labels)}
+            "ece_after_cross_fitted": round(ece(all_after, all_labels), 4),
+            "reliability_after_cross_fitted": reliability(all_after, all_labels)}
 
 
 def score_table(summary: Mapping, prefix: str = "", label: str = "group") -> list[str]:
@@ -190,6 +258,23 @@ def reliability_table(c: Mapping) -> list[str]:
     return lines
 
 
+def speaker_norm_lines(report: Mapping) -> list[str]:
+    """crossval.md's section on speaker-normalised outputs (``ser score --group_by``), if it has them."""
+    normalised, c = report.get("speaker_normalised"), report["calibration"].get("speaker_norm")
+    if not normalised:
+        return []
+    lines = ["", "## Speaker-normalised (`ser score --group_by`)", "",
+             "Each fold's files normalised within their speaker's files (`ser_model.speaker_norm`): this "
+             "assumes every speaker of an archive acts a similar mix of emotions, as the corpora's do.", "",
+             *score_table(normalised, "corpus:", "corpus")]
+    if c:
+        lines += ["", f"Calibration of the normalised outputs ({c['files']} files in speakers of at least "
+                      f"{c['min_files']}): expected calibration error {c['ece_before']:.3f} before their own "
+                      f"temperature, {c['ece_after_cross_fitted']:.3f} after (fitted on the other folds); "
+                      f"temperature on all folds {c['temperature']:.3f}."]
+    return lines
+
+
 def speaker_evidence(evidence: list[Mapping]) -> Mapping | None:
     """The speaker-fold report among a bundle's cross-validation evidence (not leave-one-corpus-out)."""
     return next((ev for ev in evidence if ev["kind"] != "by_corpus"), None)
@@ -215,6 +300,7 @@ def markdown(report: Mapping, title: str) -> str:
               f"folds): expected calibration error {c['ece_before']:.3f} before, "
               f"{c['ece_after_cross_fitted']:.3f} after; temperature on all folds {c['temperature']:.3f}.", "",
               *reliability_table(c)]
+    lines += speaker_norm_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -314,8 +400,13 @@ def calibration_of(report: Mapping, source: str) -> dict:
     c = report["calibration"]
     if c.get("method") != "temperature" or not c["temperature"] > 0:
         raise ValueError("no positive temperature in its calibration section")
-    return {"method": "temperature", "temperature": c["temperature"], "source": source,
-            "ece_before": c["ece_before"], "ece_after_cross_fitted": c["ece_after_cross_fitted"]}
+    out = {"method": "temperature", "temperature": c["temperature"], "source": source,
+           "ece_before": c["ece_before"], "ece_after_cross_fitted": c["ece_after_cross_fitted"]}
+    if c.get("speaker_norm"):   # reports written before speaker normalisation have none
+        norm = c["speaker_norm"]
+        out["group_temperature"] = norm["temperature"]
+        out["group_ece_after_cross_fitted"] = norm["ece_after_cross_fitted"]
+    return out
 
 
 def run_crossval(fdir, cfg: Mapping, plan: Mapping[Speaker, str], output: Path, max_steps: int | None = None,

@@ -149,6 +149,37 @@ def test_summary_counts_correct_files_against_the_file_names(scored, tiny_bundle
     assert sum("error:" in line for line in text.splitlines()) == 3
 
 
+def test_group_by_folder_normalises_each_folders_files(archive, tiny_bundle, tmp_path):
+    """--group_by: every row gets its group; scored files of a large enough group get the normalised
+    columns, rescaled by the bundle's group temperature; the rest (a group too small, failed files) none."""
+    import shutil
+
+    from ser_model.speaker_norm import normalise_by_group
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle[0], bundle)
+    (bundle / "calibration.json").write_text(json.dumps({"method": "temperature", "temperature": 1.0,
+                                                         "group_temperature": 0.5}))
+    out = tmp_path / "run"
+    proc = ser("score", "--model", bundle, "--input", f"{archive}/calls/**", "--output", out,
+               "--group_by", "folder", "--min_group_files", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 of 4 scored files have a group_label; 1 are outside any group of at least 2 files" in proc.stdout
+    assert "not calibrated" not in proc.stdout
+    rows = {Path(r["path"]).name: r for r in pq.read_table(f"{out}.files.parquet").to_pylist()}
+    assert {n: Path(r["group"]).name for n, r in rows.items()} == {
+        "a.wav": "calls", "b.flac": "calls", "d.aiff": "calls", "c.ogg": "deep", "empty.wav": "calls",
+        "truncated.wav": "calls", "notes.mp3": "calls"}
+    classes = json.loads((bundle / "labels.json").read_text())["classes"]
+    names = ["a.wav", "b.flac", "d.aiff"]
+    expected = normalise_by_group([[rows[n][f"p_{c}"] for c in classes] for n in names], ["calls"] * 3, 2, 0.5)
+    for name, q in zip(names, expected):
+        got = [rows[name][f"group_p_{c}"] for c in classes]
+        assert np.allclose(got, q) and rows[name]["group_label"] == classes[int(np.argmax(q))]
+        assert rows[name]["group_confidence"] == pytest.approx(max(q))
+    assert all(rows[n]["group_label"] is None for n in ("c.ogg", "empty.wav", "truncated.wav", "notes.mp3"))
+
+
 def test_bad_arguments_exit_2(tmp_path, capsys):
     assert S.run(["--output", str(tmp_path / "x")]) == 2
     assert S.run(["--input", str(tmp_path / "typo/**"), "--output", str(tmp_path / "x")]) == 2
@@ -160,6 +191,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "unrecognized argument --windowz (did you mean --windows?)" in capsys.readouterr().err
     assert S.run(["--input", "x", "--output", "/etc/hostname/run"]) == 2
     assert "/etc/hostname is a file, not a folder" in capsys.readouterr().err
+    assert S.run(["--input", "x", "--output", str(tmp_path / "x"), "--group_by", "Actor_("]) == 2
+    assert "--group_by: not 'folder' nor a valid regular expression" in capsys.readouterr().err
 
 
 def test_dataflow_job_builds_offline(tiny_bundle, monkeypatch, capsys):
