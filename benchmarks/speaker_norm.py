@@ -4,7 +4,9 @@ committed folds, and what it costs when its assumption (every speaker a similar 
 No training: reads the per-file probabilities that ``ser crossval`` committed for each fold
 (``<run>/folds/<fold>/predictions.json``), applies the run's cross-fitted temperature (as a bundle's
 scoring does), groups each fold's test files by speaker (the fold's test files stand for one
-archive) and compares per-file UAR per corpus, plain against normalised, on:
+archive) and compares per-file UAR per corpus, plain against normalised, and the expected calibration
+error (plain; normalised before, and on the normalised files after, a group temperature fitted on the
+other folds, as ``ser crossval`` fits the one a bundle ships), on:
 
 - ``as_recorded``: every test file (acted corpora: each speaker acts every emotion about equally);
 - ``shared_skew``: each speaker keeps every neutral file and a random quarter of the rest (an archive
@@ -31,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.provenance import REPO, provenance  # noqa: E402
-from ser_model.calibration import apply_temperature, ece  # noqa: E402
+from ser_model.calibration import apply_temperature, ece, fit_temperature  # noqa: E402
 from ser_model.crossval import fold_scores  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
 from ser_model.speaker_norm import MIN_GROUP_FILES, normalise_by_group  # noqa: E402
@@ -74,7 +76,7 @@ def compare(result: dict, keep: np.ndarray, temperature: float, classes, min_fil
     q = normalise_by_group(probs[keep], groups[keep].tolist(), min_files)
     grouped = ~np.isnan(q).any(axis=1)
     normalised[np.flatnonzero(keep)[grouped]] = q[grouped]
-    out = {"labels": labels[keep]}
+    out = {"labels": labels[keep], "grouped_probs": q[grouped], "grouped_labels": labels[keep][grouped]}
     for name, p in (("plain", probs), ("normalised", normalised)):
         scores = fold_scores(subset(result, keep, p), classes)
         out[name] = {g.split(":", 1)[1]: s["uar"] for g, s in scores.items() if g.startswith("corpus:")}
@@ -85,6 +87,21 @@ def compare(result: dict, keep: np.ndarray, temperature: float, classes, min_fil
 def pooled_ece(folds: list[dict], name: str) -> float:
     """ECE over the files of all folds of one draw (as ``ser crossval`` reports it)."""
     return ece(np.concatenate([f[f"probs_{name}"] for f in folds]), np.concatenate([f["labels"] for f in folds]))
+
+
+def rescaled_ece(folds: list[dict]) -> float | None:
+    """ECE of the normalised files of one draw, each fold rescaled with a group temperature fitted on the
+    other folds' (as ``ser crossval`` fits ``group_temperature``); None with fewer than two such folds."""
+    have = [f for f in folds if len(f["grouped_labels"])]
+    if len(have) < 2:
+        return None
+    scaled = []
+    for i, f in enumerate(have):
+        others = [g for j, g in enumerate(have) if j != i]
+        t = fit_temperature(np.concatenate([g["grouped_probs"] for g in others]),
+                            np.concatenate([g["grouped_labels"] for g in others]))
+        scaled.append(apply_temperature(f["grouped_probs"], t))
+    return ece(np.concatenate(scaled), np.concatenate([f["grouped_labels"] for f in have]))
 
 
 def summarise(draws: list[list[dict]]) -> dict:
@@ -99,6 +116,9 @@ def summarise(draws: list[list[dict]]) -> dict:
                   "better_in": f"{int((norm > plain).sum())} of {len(plain)}"}
     out["ece"] = {name: round(float(np.mean([pooled_ece(draw, name) for draw in draws])), 4)
                   for name in ("plain", "normalised")}
+    rescaled = [e for e in (rescaled_ece(draw) for draw in draws) if e is not None]
+    # The normalised files only, after their own temperature: what group_confidence means.
+    out["ece"]["normalised_files_after_group_temperature"] = round(float(np.mean(rescaled)), 4) if rescaled else None
     return out
 
 
@@ -140,7 +160,8 @@ def main(argv=None) -> int:
         scenarios[f"files_per_speaker_{n}"] = run(lambda y, g, rng, n=n: keep_n_per_group(g, rng, n), args.draws, 1)
     for name, s in scenarios.items():
         print(name, " ".join(f"{c}={v['plain_uar']:.3f}->{v['normalised_uar']:.3f}" for c, v in s.items()
-                             if c != "ece"), f"ece={s['ece']['plain']:.3f}->{s['ece']['normalised']:.3f}")
+                             if c != "ece"), f"ece={s['ece']['plain']:.3f}->{s['ece']['normalised']:.3f}",
+              f"(after group temperature {s['ece']['normalised_files_after_group_temperature']})")
     result = {"benchmark": args.name, **provenance(), "run": str(args.run), "folds": report["folds"],
               "min_files": args.min_files, "draws": args.draws, "scenarios": scenarios}
     out = REPO / "benchmarks/results" / f"{Path(args.name).name}.json"
