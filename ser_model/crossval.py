@@ -386,12 +386,18 @@ def evidence(report: Mapping, source: str) -> dict:
     """What a model bundle keeps of a finished cross-validation report (for its card and the app)."""
     check_finished(report)
     c = report["calibration"]
-    return {"kind": report["kind"], "title": report.get("title", ""), "source": source,
-            "folds": len(report["folds"]), "summary": report["summary"],
-            "pooled": {k: report["pooled"][k] for k in (*HEADLINE, "n")},
-            "calibration": {k: c.get(k) for k in ("temperature", "ece_before", "ece_after_cross_fitted",
-                                                  "reliability_before", "reliability_after_cross_fitted")},
-            "epochs": report.get("config", {}).get("training", {}).get("epochs")}
+    out = {"kind": report["kind"], "title": report.get("title", ""), "source": source,
+           "folds": len(report["folds"]), "summary": report["summary"],
+           "pooled": {k: report["pooled"][k] for k in (*HEADLINE, "n")},
+           "calibration": {k: c.get(k) for k in ("temperature", "ece_before", "ece_after_cross_fitted",
+                                                 "reliability_before", "reliability_after_cross_fitted")},
+           "epochs": report.get("config", {}).get("training", {}).get("epochs")}
+    if report.get("speaker_normalised"):   # reports written before speaker normalisation have none
+        out["speaker_normalised"] = report["speaker_normalised"]
+        if c.get("speaker_norm"):
+            out["calibration"]["speaker_norm"] = {k: c["speaker_norm"][k] for k in (
+                "min_files", "temperature", "ece_before", "ece_after_cross_fitted")}
+    return out
 
 
 def calibration_of(report: Mapping, source: str) -> dict:

@@ -38,6 +38,11 @@ def crossval_sections(evidence: list[Mapping], train_on: str, calibrated: bool) 
         p = ev["pooled"]
         lines += [f"Pooled over all {p['n']} files: UAR {p['uar']:.3f}, accuracy {p['accuracy']:.3f}, "
                   f"macro-F1 {p['macro_f1']:.3f}.", ""]
+        if ev.get("speaker_normalised"):
+            lines += ["With speaker normalisation (`ser score --group_by`: each file's outputs relative to "
+                      "its speaker's other files, which assumes every speaker acts a similar mix of emotions, "
+                      "as these corpora's do; see the README):", "",
+                      *score_table(ev["speaker_normalised"], "corpus:", "corpus"), ""]
     speakers = speaker_evidence(evidence)
     if speakers and speakers["calibration"].get("ece_after_cross_fitted") is not None:
         c = speakers["calibration"]
@@ -49,6 +54,13 @@ def crossval_sections(evidence: list[Mapping], train_on: str, calibrated: bool) 
                      "reported confidence of 0.8 means right about 80% of the time on such speakers."
                      if calibrated else "This bundle does not apply it (trained without --calibration)."), "",
                   *reliability_table(c), ""]
+        if c.get("speaker_norm"):
+            g = c["speaker_norm"]
+            lines += [f"Speaker-normalised outputs (`ser score --group_by`, speakers of at least {g['min_files']} "
+                      f"files) have a calibration of their own: expected calibration error {g['ece_before']:.3f} "
+                      f"before, {g['ece_after_cross_fitted']:.3f} after their temperature (fitted on the other "
+                      "folds); " + (f"this bundle applies the one fitted on all folds, {g['temperature']:.3f}."
+                                    if calibrated else "this bundle does not apply it."), ""]
     return lines
 
 

@@ -165,6 +165,9 @@ def test_crossval_runs_end_to_end_scores_every_file_once_and_resumes(feature_dir
     kept = json.loads((bundle / "metrics.json").read_text())["crossval"]
     assert [k["kind"] for k in kept] == ["speaker_folds", "by_corpus"]
     assert kept[0]["pooled"]["n"] == manifest["written"]
+    # The predictions name speakers: the report and the card also give the speaker-normalised scores.
+    assert set(kept[0]["speaker_normalised"]) == {g for g in kept[0]["summary"] if g.startswith("corpus:")}
+    assert "With speaker normalisation (`ser score --group_by`" in card
     from streamlit.testing.v1 import AppTest
 
     os.environ["SER_MODEL"] = str(bundle)

@@ -91,6 +91,16 @@ def test_crossval_reports_normalised_scores_and_their_own_calibration():
     assert normalised["mean"] > plain["mean"] + 0.2
     c = report["calibration"]["speaker_norm"]
     assert c["files"] == 72 and c["temperature"] > 0 and c["ece_after_cross_fitted"] is not None
+    # A bundle trained with --calibration on such a report stores the group temperature; its card shows
+    # the normalised scores and their calibration.
+    from ser_model.crossval import calibration_of, evidence
+    from ser_model.model_card import crossval_sections
+
+    report.update(kind="speaker_folds", title="Speaker cross-validation", complete=True, config={})
+    assert calibration_of(report, "cv.json")["group_temperature"] == c["temperature"]
+    card = "\n".join(crossval_sections([evidence(report, "cv.json")], "all", calibrated=True))
+    assert "With speaker normalisation" in card and f"{normalised['mean']:.3f}" in card
+    assert f"this bundle applies the one fitted on all folds, {c['temperature']:.3f}" in card
     # Without speakers (older predictions) there is nothing to group by.
     for r in (older := [fold("f1", [[0, 0, 0]]), fold("f2", [[0, 0, 0]])]):
         del r["files"]["speaker"]
