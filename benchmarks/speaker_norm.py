@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     report = json.loads((args.run / "crossval.json").read_text())
     if not report.get("complete"):
         p.error(f"{args.run}: the crossval run is not finished")
-    classes = load_label_table().label_set(report["features"].get("label_set")).classes
+    classes = load_label_table().label_set(report.get("features", {}).get("label_set")).classes
     temperatures = report["calibration"].get("temperature_per_fold", {})
     results = [json.loads((args.run / "folds" / f / "predictions.json").read_text()) for f in report["folds"]]
     neutral = classes.index("neutral")
