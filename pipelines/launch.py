@@ -22,9 +22,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import (CommonOptions, is_dry_run, is_local, names_flag, print_help,
-                               register_runner_options, unknown_flag_message, unknown_flags, uses_dask,
-                               with_local_defaults)
+from pipelines.options import (CommonOptions, is_dry_run, is_local, names_flag, own_switches, print_help,
+                               register_runner_options, stray_arguments, stray_message, unknown_flag_message,
+                               unknown_flags, uses_dask, with_local_defaults)
 from pipelines.progress import ProgressLine, Ticks
 from ser_model import storage
 from ser_model.config import ConfigError
@@ -99,6 +99,9 @@ def run_command(command: PipelineCommand, argv: list[str]) -> int:
         unknown = unknown_flags(argv)
         if unknown:
             raise UsageError(unknown_flag_message(unknown, command.options_class))
+        stray = stray_arguments(argv, own_switches(command.options_class))
+        if stray:
+            raise UsageError(stray_message(stray))
         options = PipelineOptions(argv)
         console_logging(options.view_as(CommonOptions).verbose)
         job = command.make_job(options)

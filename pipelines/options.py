@@ -105,17 +105,29 @@ class _FlagNames:
 
     def __init__(self):
         self.names: list[str] = []
+        self.switches: list[str] = []   # flags that take no value
 
-    def add_argument(self, *names, **_):
+    def add_argument(self, *names, **kwargs):
         self.names.extend(names)
+        if kwargs.get("action") in ("store_true", "store_false"):
+            self.switches.extend(names)
+
+
+def _recorded(options_class) -> _FlagNames:
+    recorder = _FlagNames()
+    for cls in (IOOptions, CommonOptions, options_class):
+        cls._add_argparse_args(recorder)
+    return recorder
 
 
 def own_flags(options_class) -> list[str]:
     """The ``--flags`` a command documents in its ``--help``."""
-    recorder = _FlagNames()
-    for cls in (IOOptions, CommonOptions, options_class):
-        cls._add_argparse_args(recorder)
-    return sorted(recorder.names)
+    return sorted(_recorded(options_class).names)
+
+
+def own_switches(options_class) -> set[str]:
+    """The command's own flags that take no value (``--windows``)."""
+    return set(_recorded(options_class).switches)
 
 
 def wants_dask(argv: list[str]) -> bool:
@@ -138,6 +150,23 @@ def unknown_flags(argv: list[str]) -> list[str]:
     known = set(PipelineOptions([]).get_all_options())
     given = PipelineOptions(argv).get_all_options(retain_unknown_options=True)
     return sorted(f"--{name}" for name in set(given) - known)
+
+
+def stray_arguments(argv: list[str], switches: set[str] = frozenset()) -> list[str]:
+    """Words in ``argv`` that no flag takes: every flag here takes at most one value, so a word that does
+    not follow a flag taking one (``--input a.wav b.wav``: ``b.wav``, often a glob the shell expanded)
+    would be dropped without a word by Beam's parser. ``switches``: flags known to take no value."""
+    def takes_next(flag: str) -> bool:
+        return flag.startswith("-") and "=" not in flag and flag not in switches
+
+    return [word for i, word in enumerate(argv) if not word.startswith("-") and (i == 0 or not takes_next(argv[i - 1]))]
+
+
+def stray_message(words: list[str]) -> str:
+    shown = " ".join(words[:3]) + (f" (and {len(words) - 3} more)" if len(words) > 3 else "")
+    return (f"unexpected argument{'s' if len(words) > 1 else ''} {shown}: each flag takes one value; give "
+            "--input once per file, folder or glob, and quote a glob ('archive/*.wav') so the shell does not "
+            "expand it")
 
 
 def unknown_flag_message(flags: list[str], options_class) -> str:

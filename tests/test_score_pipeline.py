@@ -191,6 +191,11 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     assert "unrecognized argument --windowz (did you mean --windows?)" in capsys.readouterr().err
     assert S.run(["--input", "x", "--output", "/etc/hostname/run"]) == 2
     assert "/etc/hostname is a file, not a folder" in capsys.readouterr().err
+    # A glob the shell expanded: every file but the first would be dropped without a word.
+    assert S.run(["--input", "a.wav", "b.wav", "c.wav", "--output", str(tmp_path / "x")]) == 2
+    assert "unexpected arguments b.wav c.wav: each flag takes one value" in capsys.readouterr().err
+    assert S.run(["--input", "a.wav", "--windows", "b.wav", "--output", str(tmp_path / "x")]) == 2
+    assert "unexpected argument b.wav" in capsys.readouterr().err
     assert S.run(["--input", "x", "--output", str(tmp_path / "x"), "--group_by", "Actor_("]) == 2
     assert "--group_by: not 'folder' nor a valid regular expression" in capsys.readouterr().err
 
