@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.provenance import REPO, provenance  # noqa: E402
+from benchmarks.provenance import REPO, provenance, write_result  # noqa: E402
 from ser_model.calibration import ece  # noqa: E402
 from ser_model.crossval import fold_scores  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
@@ -88,8 +88,7 @@ def main(argv=None) -> int:
               "recipe": args.recipe, "verdict": args.verdict, "baseline": str(args.baseline.name),
               "settings": settings, "folds": folds}
     result["mean_uar_minus_baseline"] = mean_differences(folds)
-    out = REPO / "benchmarks/results" / f"{Path(args.name).name}.json"   # a name, not a path
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_result(args.name, result)
     for fold, r in folds.items():
         print(fold, {g: f"{r['scores'][g]['uar']:.3f} ({d:+.3f})" for g, d in r["uar_minus_baseline"].items()})
     print("mean over folds", {g: f"{m['mean']:+.3f} ({m['folds']} folds, {m['better']} better)"

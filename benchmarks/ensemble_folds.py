@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.provenance import REPO, provenance  # noqa: E402
+from benchmarks.provenance import provenance, write_result  # noqa: E402
 from ser_model.crossval import fold_scores  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
 
@@ -94,9 +94,7 @@ def main(argv=None) -> int:
         if "all" in report[fold]:
             print(f"  {'all averaged':45s}", " ".join(f"{c}={u:.3f}" for c, u in report[fold]["all"].items()))
     result = {"benchmark": args.name, **provenance(), "runs": [str(r) for r in args.run], "folds": report}
-    out = REPO / "benchmarks/results" / f"{Path(args.name).name}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_result(args.name, result)}")
     return 0
 
 

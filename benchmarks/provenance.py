@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -37,3 +38,10 @@ def provenance() -> dict:
     script = os.path.relpath(sys.argv[0], REPO)
     return {"command": shlex.join(["python", script, *sys.argv[1:]]), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "commit": commit(), "machine": machine()}
+
+
+def write_result(name: str, result: dict) -> Path:
+    """``benchmarks/results/NAME.json`` (``name`` a name, not a path: only its last part is used)."""
+    out = REPO / "benchmarks/results" / f"{Path(name).name}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return out

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.provenance import REPO, provenance  # noqa: E402
+from benchmarks.provenance import provenance, write_result  # noqa: E402
 from ser_model.calibration import apply_temperature, ece, fit_temperature  # noqa: E402
 from ser_model.crossval import fold_scores  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
@@ -164,9 +164,7 @@ def main(argv=None) -> int:
               f"(after group temperature {s['ece']['normalised_files_after_group_temperature']})")
     result = {"benchmark": args.name, **provenance(), "run": str(args.run), "folds": report["folds"],
               "min_files": args.min_files, "draws": args.draws, "scenarios": scenarios}
-    out = REPO / "benchmarks/results" / f"{Path(args.name).name}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_result(args.name, result)}")
     return 0
 
 
