@@ -72,6 +72,7 @@ def predict(model, logmel, mfcc, batch: int = 128) -> np.ndarray:
 def fold_uar(fold_dir: Path, fdir, classes) -> dict:
     """Per variant and corpus, the fold's per-file UAR."""
     from ser_model.bundle import load_bundle
+    from ser_model.crossval import speaker_keys
     from ser_model.evaluate import aggregate_files, scores
     from ser_model.speaker_norm import normalise_by_group
 
@@ -87,8 +88,7 @@ def fold_uar(fold_dir: Path, fdir, classes) -> dict:
     out = {}
     for name, (lm, mf) in variants.items():
         probs, file_meta = aggregate_files(predict(bundle.model, lm, mf), meta)
-        groups = [f"{c}/{s}" for c, s in zip(file_meta["corpus"], file_meta["speaker"])]
-        normalised = normalise_by_group(probs, groups)
+        normalised = normalise_by_group(probs, speaker_keys(file_meta))
         for label, p in ((name, probs), (f"{name}+outputs", np.where(np.isnan(normalised), probs, normalised))):
             out[label] = {c: round(scores(file_meta["label_id"][file_meta["corpus"] == c],
                                           p[file_meta["corpus"] == c].argmax(1), classes)["uar"], 4)

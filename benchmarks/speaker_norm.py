@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.provenance import provenance, write_result  # noqa: E402
 from ser_model.calibration import apply_temperature, ece, fit_temperature  # noqa: E402
-from ser_model.crossval import fold_scores  # noqa: E402
+from ser_model.crossval import fold_scores, speaker_keys  # noqa: E402
 from ser_model.labels import load_label_table  # noqa: E402
 from ser_model.speaker_norm import MIN_GROUP_FILES, normalise_by_group  # noqa: E402
 
@@ -66,11 +66,11 @@ def subset(result: dict, keep: np.ndarray, probs: np.ndarray) -> dict:
     return {**result, "files": {**files, "probs": probs[keep]}}
 
 
-def compare(result: dict, keep: np.ndarray, temperature: float, classes, min_files: int) -> dict:
-    """Per-corpus UAR plain and normalised, and ECE of both, on the kept files of one fold."""
+def compare(result: dict, groups: np.ndarray, keep: np.ndarray, temperature: float, classes, min_files: int) -> dict:
+    """Per-corpus UAR plain and normalised, and ECE of both, on the kept files of one fold (``groups``: its
+    files' speakers)."""
     files = result["files"]
     probs = apply_temperature(np.asarray(files["probs"], np.float64), temperature)
-    groups = np.asarray([f"{c}/{s}" for c, s in zip(files["corpus"], files["speaker"])])
     labels = np.asarray(files["label_id"], int)
     normalised = probs.copy()
     q = normalise_by_group(probs[keep], groups[keep].tolist(), min_files)
@@ -146,9 +146,9 @@ def main(argv=None) -> int:
             for r in results:
                 files = r["files"]
                 labels = np.asarray(files["label_id"], int)
-                groups = np.asarray([f"{c}/{s}" for c, s in zip(files["corpus"], files["speaker"])])
-                per_draw[-1].append(compare(r, keep_of(labels, groups, rng), temperatures.get(r["fold"], 1.0),
-                                            classes, min_files))
+                groups = np.asarray(speaker_keys(files))
+                per_draw[-1].append(compare(r, groups, keep_of(labels, groups, rng),
+                                            temperatures.get(r["fold"], 1.0), classes, min_files))
         return summarise(per_draw)
 
     scenarios = {

@@ -152,13 +152,14 @@ def read_bundle_meta(path: str | os.PathLike | None = None) -> dict:
     """Classes, feature settings and model id of a bundle, without loading Keras."""
     path = resolve_bundle_path(path)
     labels, feats = _read_json(path, "labels.json"), _read_json(path, "features.json")
+    calibration = read_calibration(path)   # read once: a bundle may be a URL
     FeatureConfig.from_dict(feats["features"])  # validate early
     return {"path": path, "classes": list(labels["classes"]),
             "gender_classes": list(labels.get("gender_classes", [])), "label_set": labels["label_set"],
             "features": feats["features"], "model_id": model_id_of(storage.join(path, "model.keras")),
-            "temperature": read_temperature(path),
+            "temperature": float(calibration.get("temperature", 1.0)),
             # Speaker-normalised outputs' own temperature (ser_model.speaker_norm); None: not calibrated.
-            "group_temperature": read_calibration(path).get("group_temperature"),
+            "group_temperature": calibration.get("group_temperature"),
             "vad": vad_of(feats).to_json()}
 
 

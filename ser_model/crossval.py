@@ -130,6 +130,11 @@ def summarise(results: list[Mapping], classes) -> dict:
     return report
 
 
+def speaker_keys(files: Mapping) -> list[str]:
+    """``corpus/speaker`` of each file of a fold's ``files`` (the groups speaker normalisation uses)."""
+    return [f"{c}/{s}" for c, s in zip(files["corpus"], files["speaker"])]
+
+
 def speaker_normalised(result: Mapping) -> dict:
     """A fold's result with each file's probabilities normalised within its speaker's files
     (``ser_model.speaker_norm``; as ``ser score --group_by`` would, the fold's test files standing for one
@@ -138,7 +143,7 @@ def speaker_normalised(result: Mapping) -> dict:
 
     files = result["files"]
     probs = np.asarray(files["probs"], np.float64)
-    q = normalise_by_group(probs, [f"{c}/{s}" for c, s in zip(files["corpus"], files["speaker"])])
+    q = normalise_by_group(probs, speaker_keys(files))
     return {**result, "files": {**files, "probs": np.where(np.isnan(q), probs, q)}}
 
 
@@ -204,7 +209,7 @@ def speaker_norm_calibration(results: list[Mapping], scaled: list[np.ndarray], l
     def normalised(probs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         kept_probs, kept_labels = [], []
         for r, p, y in zip(results, probs, labels):
-            q = normalise_by_group(p, [f"{c}/{s}" for c, s in zip(r["files"]["corpus"], r["files"]["speaker"])])
+            q = normalise_by_group(p, speaker_keys(r["files"]))
             grouped = ~np.isnan(q).any(axis=1)
             kept_probs.append(q[grouped])
             kept_labels.append(y[grouped])
