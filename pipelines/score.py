@@ -434,7 +434,8 @@ def join_file(element, classes, gender_classes, model_id, temperature: float = 1
         return
     if not dead:   # never silently lose a file: say what went missing
         dead = [dead_letter(path, "decode", "silent", "no window with sound in it") if infos else
-                dead_letter(path, "score", "internal", "no file info for this file")]
+                dead_letter(path, "score", "internal",
+                            f"no file info for this file ({len(windows)} of its windows arrived without it)")]
     yield ROW, error_row(dead[0], classes, gender_classes, model_id)
     yield DEAD, dead[0]
 

@@ -108,6 +108,21 @@ def test_without_voice_activity_every_window_with_sound_is_scored(archive, tiny_
     assert blind.segments is None and len(blind.starts_s) > 2 * len(speech.starts_s)
 
 
+def test_a_file_whose_parts_went_missing_is_a_failed_row_that_says_what_arrived():
+    """The join never drops a file: windows without their file's info, or info without windows, give a
+    failed row and a dead letter."""
+    classes = ("a", "b")
+    windows = [(0, np.array([0.9, 0.1]), None, None, 0.0), (1, np.array([0.7, 0.3]), None, None, 1.5)]
+    out = list(S.join_file(("x.wav", {"info": [], "windows": windows, "dead": []}), classes, [], "m"))
+    assert [tag for tag, _ in out] == [S.ROW, S.DEAD]
+    assert out[0][1]["status"] == "failed" and out[0][1]["label"] is None
+    assert out[0][1]["error"] == "internal: no file info for this file (2 of its windows arrived without it)"
+    assert out[1][1]["stage"] == "score" and out[1][1]["path"] == "x.wav"
+    info_only = {"info": [{"duration_s": 2.0, "speech_s": None, "segments": None}], "windows": [], "dead": []}
+    (_, row), (_, dead) = S.join_file(("y.wav", info_only), classes, [], "m")
+    assert row["status"] == "failed" and dead["error_type"] == "silent" and dead["path"] == "y.wav"
+
+
 def test_pipeline_scores_equal_the_in_process_predictor(scored, archive, tiny_bundle):
     out, _ = scored
     predictor = Predictor(str(tiny_bundle[0]))
