@@ -53,9 +53,9 @@ bench: bench-features bench-train bench-score
 # retrained); a refit on every speaker that carries both reports' figures and the speaker folds'
 # calibration; then the bundled examples' expected table is rewritten.
 CORPORA ?= ../shared/corpora
-CV ?= benchmarks/crossval/adversary-e6
-CV_CORPUS ?= benchmarks/crossval/loco-adversary-e6
-SCHEDULE ?= --set training.epochs=6
+CV ?= benchmarks/crossval/adversary-e12
+CV_CORPUS ?= benchmarks/crossval/loco-adversary-e12
+SCHEDULE ?= --set training.epochs=12
 bundled-model: setup
 	$(BIN)/ser features --input ravdess=$(CORPORA)/ravdess --input cremad=$(CORPORA)/cremad \
 		--input tess=$(CORPORA)/tess --input savee=$(CORPORA)/savee --output out/features

@@ -17,8 +17,8 @@ EMOTION = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "
 # model swap is a visible change in review.
 EXPECTED = REPO / "tests" / "data" / "bundled_model_expected.json"
 # The committed cross-validation reports of its recipe (`make bundled-model`): its figures come from them.
-SPEAKER_FOLDS = REPO / "benchmarks/crossval/adversary-e6/crossval.json"
-CORPUS_FOLDS = REPO / "benchmarks/crossval/loco-adversary-e6/crossval.json"
+SPEAKER_FOLDS = REPO / "benchmarks/crossval/adversary-e12/crossval.json"
+CORPUS_FOLDS = REPO / "benchmarks/crossval/loco-adversary-e12/crossval.json"
 CORPORA = ("cremad", "ravdess", "savee", "tess")
 
 
